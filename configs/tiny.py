@@ -1,0 +1,22 @@
+"""A tiny CPU config for tests and smoke runs: 64x64 maps, width 4, a few steps.
+
+  prn-jax train --config configs/tiny.py --workdir runs/tiny
+"""
+
+import ml_collections
+
+from configs import paper
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = paper.get_config()
+    c.image_size = 64
+    c.width = 4
+    c.batch_size = 8
+    c.learning_rate = 1e-3
+    c.num_epochs = 2
+    c.data.num_train_examples = 64
+    c.log_every_steps = 4
+    c.checkpoint_every_steps = 8
+    c.keep_checkpoints = 2
+    return c

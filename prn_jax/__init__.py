@@ -1,0 +1,1 @@
+"""prn_jax: JAX/Flax PRNet (position-map regression network)."""

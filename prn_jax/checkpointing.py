@@ -1,0 +1,118 @@
+"""Orbax checkpoints of the train state, with the run's provenance beside every step.
+
+Layout: WORKDIR/checkpoints/<step>/{state, meta} where `meta` (JSON) holds the config, seed,
+package versions and git revision. A work directory that holds a checkpoint from an incompatible
+config, or an unreadable one, raises `CheckpointError` naming it; it is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+# Config fields that change the shapes or meaning of the saved state.
+STATE_FIELDS = ("image_size", "width")
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "chex", "ml-collections",
+            "tensorflow-datasets", "grain")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint directory is corrupt or belongs to an incompatible run."""
+
+
+def git_revision() -> str:
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev + ("+dirty" if dirty else "")) if rev else "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def run_metadata(config) -> dict[str, Any]:
+    """Provenance written beside each checkpoint."""
+    return {"config": json.loads(config.to_json()), "seed": int(config.seed),
+            "packages": package_versions(), "git_revision": git_revision(),
+            "backend": jax.default_backend(), "device_count": jax.device_count(),
+            "process_count": jax.process_count(),
+            "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+class Checkpointer:
+    """Thin wrapper over `ocp.CheckpointManager` for one work directory."""
+
+    def __init__(self, workdir: str | Path, config, keep: int | None = None):
+        self.directory = Path(workdir).resolve() / "checkpoints"
+        self.config = config
+        if self.directory.exists() and not self.directory.is_dir():
+            raise CheckpointError(f"{self.directory} exists and is not a directory")
+        try:
+            self.manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(max_to_keep=keep or config.keep_checkpoints,
+                                                     create=True, enable_async_checkpointing=False),
+            )
+        except Exception as e:  # noqa: BLE001 - orbax raises many types; name the directory
+            raise CheckpointError(f"cannot open checkpoint directory {self.directory}: {e}") from e
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def save(self, step: int, state, force: bool = False) -> None:
+        self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(run_metadata(self.config))),
+            force=force)
+        self.manager.wait_until_finished()
+
+    def read_meta(self, step: int) -> dict:
+        path = self.directory / str(step)
+        try:
+            meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"checkpoint {path} is corrupt or unreadable (meta): {e}") from e
+        if not isinstance(meta, dict) or "config" not in meta:
+            raise CheckpointError(f"checkpoint {path} has no run metadata; not written by prn-jax?")
+        return meta
+
+    def restore(self, step: int, abstract_state):
+        """Restore `step` into the structure of `abstract_state` after checking compatibility."""
+        path = self.directory / str(step)
+        saved = self.read_meta(step)["config"]
+        for field in STATE_FIELDS:
+            if saved.get(field) != self.config[field]:
+                raise CheckpointError(
+                    f"checkpoint {path} was written with {field}={saved.get(field)!r} but the config "
+                    f"has {field}={self.config[field]!r}; use another --workdir (nothing was overwritten)")
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state)))["state"]
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"checkpoint {path} is corrupt or incompatible with this config: "
+                                  f"{type(e).__name__}: {str(e)[:500]}") from e
+
+    def close(self) -> None:
+        self.manager.close()

@@ -1,0 +1,63 @@
+"""The `prn-jax` command line: thin wrappers; everything testable lives in the library modules."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+
+# Commands defined next to the code they drive; each module has `register(subparsers)`.
+COMMAND_MODULES = ("prn_jax.synth.cli",)
+
+
+def _train(args) -> int:
+    from prn_jax import configuration, train
+
+    config = configuration.load_config(args.config, args.overrides)
+    result = train.train_and_evaluate(config, args.workdir)
+    print(f"done: checkpoints and metrics.jsonl in {args.workdir}; last metrics {result['last_metrics']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prn-jax", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train (or resume) a run",
+                       epilog="Override any config field with --config.FIELD=VALUE.")
+    p.add_argument("--config", default="paper", help="config file or name in configs/ (default: paper)")
+    p.add_argument("--workdir", required=True, help="run directory (checkpoints, logs); resumed if present")
+    p.set_defaults(func=_train)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    # Handled before parsing (its own parsers take the remaining arguments); listed for --help.
+    sub.add_parser("bench", help="benchmarks: model (default), decoder, augment, ground-truth; "
+                                 "see `prn-jax bench --help`")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from prn_jax import bench
+
+        return bench.main(argv[1:])
+    # --config.FIELD=VALUE overrides are collected here, whatever the subcommand.
+    overrides = [a for a in argv if a.startswith("--config.")]
+    rest = [a for a in argv if not a.startswith("--config.")]
+    args = build_parser().parse_args(rest)
+    args.overrides = overrides
+    from prn_jax.configuration import ConfigError
+    from prn_jax.checkpointing import CheckpointError
+
+    try:
+        return args.func(args)
+    except (ConfigError, CheckpointError) as e:
+        print(f"prn-jax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

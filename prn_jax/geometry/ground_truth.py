@@ -1,0 +1,128 @@
+"""Training targets: a batch of morphable-model fits -> UV position maps in crop pixels.
+
+The face3d chain (vertices, 3DDFA pose, y flip, keypoint crop, z scale and shift, UV
+rasterisation) with the per-sample work reduced to one GEMM, one 3x3 affine per vertex and
+one gather: pose, flip and crop are all affine, so they are composed into a single (3, 3)
+matrix + offset per sample; the raster is precomputed (`uv_raster.build_uv_raster`).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prn_jax.geometry import _array, crop, pose, uv_raster
+
+
+def fit_to_crop_vertices(mean, shape_basis, exp_basis, kpt_ind, shape_para, exp_para,
+                         pose_para, image_height, out_size, crop_scale=crop.TRAIN_SCALE):
+  """Vertices of a batch of fits in S x S crop pixels (numpy or JAX arrays).
+
+  Args:
+    mean, shape_basis, exp_basis, kpt_ind: the FaceModel fields.
+    shape_para: (..., ks), exp_para: (..., ke), pose_para: (..., 7) (`Pose_Para`).
+    image_height: h of the original image in pixels (450 for 300W-LP).
+    out_size: S. crop_scale: box enlargement (1.5 face3d training, 1.6 evaluation).
+  Returns:
+    vertices (..., n, 3) float32 crop pixels (x right, y down, z toward camera, min z = 0) and
+    the crop transform (..., 3, 3) image -> crop pixels.
+  """
+  xp = _array.namespace(shape_basis, shape_para, exp_para, pose_para)
+  vertices = pose.synthesize_vertices(mean, shape_basis, exp_basis, shape_para, exp_para)
+  keypoints = pose.to_image(pose.transform_vertices(vertices[..., kpt_ind, :], pose_para),
+                            image_height)
+  transform = crop.crop_from_keypoints(keypoints, out_size, crop_scale)
+  # image = flip(s R V + t); cropped = diag(A, k) image + (b, 0)  =>  cropped = M V + c.
+  angles, translation, scale = pose.split_pose(pose_para)
+  flip = xp.asarray([1.0, -1.0, 1.0], dtype=vertices.dtype)
+  k = crop.similarity_scale(transform)
+  zeros = xp.zeros_like(k)
+  crop3 = xp.stack([
+      xp.concatenate([transform[..., 0, :2], zeros[..., None]], -1),
+      xp.concatenate([transform[..., 1, :2], zeros[..., None]], -1),
+      xp.stack([zeros, zeros, k], -1)], axis=-2)
+  linear = (scale[..., None, None] * crop3 * flip[None, :]) @ pose.rotation_matrix(angles)
+  image_offset = translation * flip + xp.asarray([0.0, image_height - 1.0, 0.0])
+  offset = (crop3 @ image_offset[..., None])[..., 0]
+  offset = offset + xp.concatenate([transform[..., :2, 2], zeros[..., None]], -1)
+  cropped = (vertices @ xp.swapaxes(linear, -1, -2).astype(vertices.dtype)
+             + offset[..., None, :].astype(vertices.dtype))
+  z = cropped[..., 2:]
+  cropped = xp.concatenate([cropped[..., :2], z - z.min(axis=-2, keepdims=True)], axis=-1)
+  return cropped, transform
+
+
+def fit_to_position_maps(model, raster, shape_para, exp_para, pose_para, image_height,
+                         crop_scale=crop.TRAIN_SCALE, matrix=None):
+  """Numpy: batch of fits -> position maps (B, S, S, 3) float32 and crop transforms (B, 3, 3).
+
+  Same result as rendering `fit_to_crop_vertices`, arranged for one CPU core: vertices are
+  kept batch-last (n, 3, B) so the synthesis is one GEMM per basis and the UV interpolation one
+  sparse product for the whole batch; pose, flip and crop (affine, weights sum to 1) are
+  applied to the interpolated map, and only the per-vertex z row is formed for the z shift.
+
+  Args:
+    model, raster: the FaceModel and its `UVRaster` at size S.
+    shape_para (B, ks), exp_para (B, ke), pose_para (B, 7), image_height, crop_scale: as in
+      `fit_to_crop_vertices`.
+    matrix: optional precomputed `uv_raster.raster_matrix(raster, n)` (saves ~10 ms a call).
+  """
+  shape_para = np.asarray(shape_para, np.float32)
+  exp_para = np.asarray(exp_para, np.float32)
+  pose_para = np.asarray(pose_para, np.float64)
+  n, batch = model.num_vertices, shape_para.shape[0]
+  if matrix is None:
+    matrix = uv_raster.raster_matrix(raster, n)
+  vertices = (model.shape_basis.reshape(3 * n, -1) @ shape_para.T
+              + model.exp_basis.reshape(3 * n, -1) @ exp_para.T).reshape(n, 3, batch)
+  vertices += model.mean[:, :, None]
+  keypoints = np.moveaxis(vertices[model.kpt_ind], -1, 0)  # (B, 68, 3)
+  linear, offset, transform = _composed_affine(keypoints, pose_para, image_height, raster.size,
+                                               crop_scale)
+  z = (vertices * linear[:, 2, :].T[None]).sum(1)  # (n, B) crop-scaled z before the shift
+  offset[:, 2] = -z.min(0)  # z - min z: the offset cancels
+  rendered = matrix @ vertices.reshape(n, 3 * batch)  # (S*S, 3B), columns (c, b)
+  rendered = rendered.reshape(-1, 3, batch)
+  maps = np.einsum('pcb,brc->bpr', rendered, linear.astype(np.float32), optimize=True)
+  maps += offset[:, None, :].astype(np.float32) * raster.mask.reshape(1, -1, 1)
+  return maps.reshape(batch, raster.size, raster.size, 3), transform
+
+
+def _composed_affine(model_keypoints, pose_para, image_height, out_size, crop_scale):
+  """(B, 3, 3) M, (B, 3) c with crop pixels = M V + c (z unshifted), and the crop transform."""
+  keypoints = pose.to_image(pose.transform_vertices(model_keypoints, pose_para), image_height)
+  transform = crop.crop_from_keypoints(keypoints, out_size, crop_scale).astype(np.float64)
+  angles, translation, scale = pose.split_pose(pose_para)
+  flip = np.array([1.0, -1.0, 1.0])
+  crop3 = np.zeros((len(pose_para), 3, 3))
+  crop3[:, :2, :2] = transform[:, :2, :2]
+  crop3[:, 2, 2] = crop.similarity_scale(transform)
+  linear = (scale[:, None, None] * crop3 * flip) @ pose.rotation_matrix(angles)
+  offset = (crop3 @ (translation * flip + [0.0, image_height - 1.0, 0.0])[..., None])[..., 0]
+  offset[:, :2] += transform[:, :2, 2]
+  return linear, offset, transform.astype(np.float32)
+
+
+def make_fit_to_position_maps_jax(model, raster, image_height, crop_scale=crop.TRAIN_SCALE,
+                                  device=None):
+  """A jitted JAX `(shape_para, exp_para, pose_para) -> (maps, transforms)`.
+
+  The model arrays and the dense raster are placed on `device` once and closed over.
+  Inputs (B, ks), (B, ke), (B, 7); outputs (B, S, S, 3) float32, (B, 3, 3) float32.
+  """
+  ids, weights = raster.dense()
+  put = functools.partial(jax.device_put, device=device)
+  arrays = {name: put(getattr(model, name))
+            for name in ('mean', 'shape_basis', 'exp_basis', 'kpt_ind')}
+  ids, weights = put(ids), put(weights)
+
+  @jax.jit
+  def fit_to_maps(shape_para, exp_para, pose_para):
+    vertices, transform = fit_to_crop_vertices(
+        arrays['mean'], arrays['shape_basis'], arrays['exp_basis'], arrays['kpt_ind'],
+        jnp.asarray(shape_para, jnp.float32), jnp.asarray(exp_para, jnp.float32),
+        jnp.asarray(pose_para, jnp.float32), image_height, raster.size, crop_scale)
+    return uv_raster.render_position_maps_jax(vertices, ids, weights, raster.size), transform
+
+  return fit_to_maps

@@ -1,0 +1,230 @@
+"""Train state, the pmapped train step and the training loop.
+
+The step runs per device under `jax.pmap(axis_name="batch")` on batches shaped
+(devices, per-device batch, ...); gradients, loss metrics and BatchNorm statistics are
+`pmean`'d over "batch", so every device holds identical state. The state stays unreplicated
+(`in_axes=(None, 0)`, `out_axes=None`) and is donated.
+
+Batch interface (what every input pipeline yields):
+  {"image":   (D, B, S, S, 3) float32 in [0, 1] (or uint8 0..255),
+   "pos_map": (D, B, S, S, 3) float32 position map in crop pixels}
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prn_jax import configuration, generated_data, loss as loss_lib, model as model_lib
+from prn_jax.checkpointing import Checkpointer
+
+AXIS = "batch"
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array          # () int32, number of updates done
+    params: Any              # float32 network weights
+    batch_stats: Any         # BatchNorm moving mean / variance
+    opt_state: Any           # Adam moments
+
+
+def learning_rate_schedule(config) -> optax.Schedule:
+    """lr * factor ** floor(step / (lr_decay_epochs * steps_per_epoch)) (staircase)."""
+    return optax.exponential_decay(
+        init_value=config.learning_rate,
+        transition_steps=config.lr_decay_epochs * configuration.steps_per_epoch(config),
+        decay_rate=config.lr_decay_factor, staircase=True)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    return optax.adam(learning_rate_schedule(config))
+
+
+def create_train_state(config, model, tx) -> TrainState:
+    variables = model_lib.init_variables(model, jax.random.PRNGKey(config.seed), config.image_size)
+    params = variables["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables["batch_stats"], opt_state=tx.init(params))
+
+
+def _weight_penalty(params) -> jax.Array:
+    """TF's l2_regularizer: sum(w^2) / 2 over convolution kernels (not BatchNorm)."""
+    leaves = [x for p, x in jax.tree_util.tree_flatten_with_path(params)[0] if p[-1].key == "kernel"]
+    return 0.5 * sum(jnp.sum(jnp.square(x)) for x in leaves)
+
+
+def make_train_step(config, model, tx) -> Callable:
+    """Per-device step(state, batch, weights) -> (state, metrics); call it under pmap."""
+    scale = model_lib.position_scale(config.image_size)
+
+    def step(state: TrainState, batch, weights):
+        images = batch["image"]
+        if images.dtype == jnp.uint8:
+            images = images.astype(jnp.float32) / 255.0
+        target = batch["pos_map"] / scale
+
+        def loss_fn(params):
+            out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, images,
+                                       train=True, mutable=["batch_stats"])
+            data_loss = loss_lib.position_map_loss(out, target, weights, config.loss)
+            total = data_loss
+            if config.l2_regularization:
+                total = total + config.l2_regularization * _weight_penalty(params)
+            return total, (data_loss, updates["batch_stats"])
+
+        (total, (data_loss, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grads = jax.lax.pmean(grads, AXIS)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        # Statistics stay in their stored dtype (float32) whatever the compute dtype.
+        batch_stats = jax.tree.map(lambda new, old: new.astype(old.dtype), batch_stats, state.batch_stats)
+        metrics = {"loss": jax.lax.pmean(data_loss, AXIS), "total_loss": jax.lax.pmean(total, AXIS),
+                   "grad_norm": optax.global_norm(grads),
+                   "learning_rate": learning_rate_schedule(config)(state.step)}
+        return TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
+                          opt_state=opt_state), metrics
+
+    return step
+
+
+class Trainer:
+    """Everything compiled for one config: model, optimizer, pmapped step, devices.
+
+    With `config.steps_per_dispatch = k > 1` one call runs k steps (a `lax.scan` on the device)
+    over batches stacked as (devices, k, per-device batch, ...); metrics are the last step's.
+    """
+
+    def __init__(self, config):
+        configuration.validate_config(config, jax.local_device_count())
+        self.config = config
+        n = jax.local_device_count() if config.num_devices == -1 else config.num_devices
+        self.devices = jax.local_devices()[:n]
+        self.mesh = jax.sharding.Mesh(np.asarray(self.devices), (AXIS,))
+        self.model = model_lib.build_model(config, axis_name=AXIS)
+        self.tx = make_optimizer(config)
+        self.trace_count = 0
+        step = make_train_step(config, self.model, self.tx)
+        k = config.steps_per_dispatch
+
+        def dispatch(state, batch, weights):
+            self.trace_count += 1  # runs at trace time only: counts compilations
+            if k == 1:
+                return step(state, batch, weights)
+            state, metrics = jax.lax.scan(lambda s, b: step(s, b, weights), state, batch)
+            return state, jax.tree.map(lambda m: m[-1], metrics)
+
+        self.p_step = jax.pmap(dispatch, axis_name=AXIS, in_axes=(None, 0, None), out_axes=None,
+                               devices=self.devices, donate_argnums=(0,))
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.devices)
+
+    def init_state(self) -> TrainState:
+        return self.place(create_train_state(self.config, self.model, self.tx))
+
+    def place(self, tree):
+        """Replicate `tree` with the sharding the pmapped step returns, so it compiles once."""
+        return jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
+
+    def place_batch(self, batch: dict) -> dict:
+        """Host batch (devices, ...) -> device arrays split over the devices (an explicit transfer)."""
+        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(AXIS))
+        return jax.device_put(batch, sharding)
+
+    def step(self, state, batch, weights):
+        """One dispatch (`steps_per_dispatch` updates); `batch` must already be on the devices."""
+        return self.p_step(state, batch, weights)
+
+
+def stack_dispatch(batches: Iterator[dict], steps: int) -> Iterator[dict]:
+    """Group `steps` consecutive batches (D, B, ...) into one (D, steps, B, ...)."""
+    if steps == 1:
+        yield from batches
+        return
+    while True:
+        group = [next(batches) for _ in range(steps)]
+        yield {k: np.stack([g[k] for g in group], axis=1) for k in group[0]}
+
+
+def make_batches(config, start_step: int, num_devices: int) -> Iterator[dict]:
+    """The configured input pipeline, positioned at `start_step`."""
+    if config.data.source == "generated":
+        return generated_data.batches(config.seed, start_step, config.batch_size, num_devices,
+                                      config.data.num_train_examples, config.image_size)
+    raise configuration.ConfigError(f"config.data.source = {config.data.source!r}: unknown source")
+
+
+def region_labels(config) -> np.ndarray:
+    if config.data.source == "generated":
+        return generated_data.region_labels(config.image_size)
+    raise configuration.ConfigError(f"config.data.source = {config.data.source!r}: unknown source")
+
+
+def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Train from scratch or resume from WORKDIR's latest checkpoint; returns the final metrics.
+
+    Writes WORKDIR/metrics.jsonl (one line per logged step) and WORKDIR/checkpoints/. The step
+    runs under `jax.transfer_guard("disallow")`: batches are put on the devices explicitly and
+    metrics fetched explicitly, so any hidden host round-trip inside the loop is an error.
+    """
+    workdir = Path(workdir)
+    if config.compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(config.compilation_cache_dir))
+    trainer = Trainer(config)  # validates the config before any compilation
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt = Checkpointer(workdir, config)
+    state = trainer.init_state()
+    latest = ckpt.latest_step()
+    if latest is not None:
+        state = trainer.place(ckpt.restore(latest, state))
+        log(f"resumed from {ckpt.directory / str(latest)}")
+    start = int(state.step)
+    total = configuration.total_steps(config)
+    k = config.steps_per_dispatch
+    weights = trainer.place(jnp.asarray(loss_lib.weight_map(region_labels(config), config.weight_ratios)))
+    metrics_path = workdir / "metrics.jsonl"
+    _truncate_log(metrics_path, start)
+    batches = stack_dispatch(make_batches(config, start, trainer.num_devices), k)
+    log(f"training steps {start}..{total} on {trainer.num_devices} {jax.default_backend()} device(s), "
+        f"global batch {config.batch_size}, {configuration.steps_per_epoch(config)} steps/epoch")
+    last, t0 = {}, time.perf_counter()
+    for step in range(start, total, k):
+        batch = trainer.place_batch(next(batches))
+        with jax.transfer_guard("disallow"):
+            state, metrics = trainer.step(state, batch, weights)
+        done = step + k
+        if done % config.log_every_steps == 0 or done == total:
+            last = {k_: float(v) for k_, v in jax.device_get(metrics).items()}
+            last["step"] = done
+            last["seconds"] = round(time.perf_counter() - t0, 3)
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(last) + "\n")
+            log(f"step {done}/{total}  loss {last['loss']:.6f}  lr {last['learning_rate']:.2e}  "
+                f"({last['seconds']:.1f}s)")
+        if done % config.checkpoint_every_steps == 0 or done == total:
+            ckpt.save(done, state)
+    ckpt.close()
+    return {"state": state, "last_metrics": last, "trace_count": trainer.trace_count}
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past `step` (written after the checkpoint we resume from)."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def read_log(workdir: str | Path) -> list[dict]:
+    path = Path(workdir) / "metrics.jsonl"
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []

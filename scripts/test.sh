@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up .venv (if missing or stale) and run the whole test suite, slow end-to-end tests included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_venv.sh
+exec .venv/bin/python -m pytest tests -q -rs --durations=15 "$@"

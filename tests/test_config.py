@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from prn_jax import configuration, train
+
+CONFIGS = sorted(p.stem for p in configuration.CONFIGS_DIR.glob("*.py") if p.stem != "__init__")
+
+
+def test_overrides_keep_types():
+    c = configuration.load_config("tiny", ["--config.learning_rate=3e-4", "width=8",
+                                           "weight_ratios=(1, 1, 1, 0)", "data.source=generated"])
+    assert c.learning_rate == 3e-4 and c.width == 8 and c.weight_ratios == (1, 1, 1, 0)
+    with pytest.raises(configuration.ConfigError, match="width"):
+        configuration.load_config("tiny", ["width=wide"])
+    with pytest.raises(configuration.ConfigError, match="no field 'nope'"):
+        configuration.load_config("tiny", ["nope=1"])
+    with pytest.raises(configuration.ConfigError, match="not found"):
+        configuration.load_config("no_such_config")
+
+
+@pytest.mark.parametrize("override, field", [
+    ("image_size=48", "image_size"),
+    ("learning_rate=-1.0", "learning_rate"),
+    ("batch_size=7", "batch_size"),
+    ("loss='l3'", "loss"),
+    ("dtype='float16'", "dtype"),
+    ("decoder_impl='fft'", "decoder_impl"),
+    ("weight_ratios=(1, 1, 1)", "weight_ratios"),
+])
+def test_impossible_values_fail_before_compiling(override, field):
+    config = configuration.load_config("tiny", [override, "num_devices=8"])
+    with pytest.raises(configuration.ConfigError, match=f"config.{field} "):
+        train.Trainer(config)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_loads_and_runs_one_step(name, tmp_path: Path):
+    config = configuration.load_config(name, ["image_size=32", "width=2", "batch_size=2", "num_devices=1",
+                                              "data.num_train_examples=4", "num_steps=1",
+                                              "checkpoint_every_steps=1"])
+    result = train.train_and_evaluate(config, tmp_path, log=lambda s: None)
+    assert int(result["state"].step) == 1
+    assert result["last_metrics"]["loss"] > 0
+    assert (tmp_path / "checkpoints" / "1").is_dir()

@@ -1,0 +1,57 @@
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prn_jax import model as model_lib
+
+PAPER_PARAMS = 13_353_618
+
+
+def _abstract_variables(width=16, size=256, dtype=jnp.float32):
+    net = model_lib.ResFCN256(width=width, dtype=dtype)
+    return jax.eval_shape(lambda k: model_lib.init_variables(net, k, size), jax.random.PRNGKey(0))
+
+
+def test_parameter_count_is_papers():
+    variables = _abstract_variables()
+    assert model_lib.count_params(variables["params"]) == PAPER_PARAMS
+    bn_stats = model_lib.count_params(variables["batch_stats"])
+    assert bn_stats == 11_890
+
+
+def test_variables_map_one_to_one_onto_released_checkpoint(shared):
+    released = json.loads((shared / "reference" / "prnet_resfcn256_variables.json").read_text())
+    expected = {name: tuple(shape) for name, shape in released}
+    assert len(expected) == 245
+    ours = model_lib.tf_variable_shapes(_abstract_variables())
+    assert ours == expected
+
+
+def test_output_shape_range_and_dtypes():
+    net = model_lib.ResFCN256(width=4, dtype=jnp.bfloat16)
+    variables = model_lib.init_variables(net, jax.random.PRNGKey(1), 64)
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(variables))
+    x = jax.random.uniform(jax.random.PRNGKey(2), (2, 64, 64, 3))
+    out = net.apply(variables, x, train=False)
+    assert out.shape == (2, 64, 64, 3) and out.dtype == jnp.float32
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert model_lib.position_scale(256) == pytest.approx(281.6)
+
+
+def test_rejects_bad_input_size():
+    net = model_lib.ResFCN256(width=4)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        net.init(jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 3)))
+
+
+def test_decoder_impls_give_same_network_output():
+    x = jax.random.uniform(jax.random.PRNGKey(3), (2, 32, 32, 3))
+    ref = model_lib.ResFCN256(width=2, decoder_impl="reference")
+    variables = model_lib.init_variables(ref, jax.random.PRNGKey(4), 32)
+    want = ref.apply(variables, x)
+    for impl in ("flipped_conv", "subpixel"):
+        got = model_lib.ResFCN256(width=2, decoder_impl=impl).apply(variables, x)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-6)
