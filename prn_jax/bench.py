@@ -48,7 +48,7 @@ def bench_variant(config, repeats: int, forward_batch: int, peak_tflops: float |
     trainer = train.Trainer(config)
     state = trainer.init_state()
     k = config.steps_per_dispatch
-    batch = trainer.place_batch(next(train.stack_dispatch(train.make_batches(config, 0, trainer.num_devices), k)))
+    batch = trainer.place_batch(next(train.stack_dispatch(train.make_batches(config, 0, trainer.num_local_devices), k)))
     weights = trainer.place(jnp.asarray(loss_lib.weight_map(train.region_labels(config), config.weight_ratios)))
     holder = {"state": state}
 

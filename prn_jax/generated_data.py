@@ -45,14 +45,17 @@ def batch_indices(seed: int, step: int, global_batch: int, num_examples: int) ->
     return order[offset * global_batch:(offset + 1) * global_batch]
 
 
-def batches(seed: int, start_step: int, global_batch: int, num_devices: int, num_examples: int,
-            size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Batches from `start_step` on: {'image', 'pos_map'} shaped (devices, per-device batch, S, S, 3)."""
+def batches(seed: int, start_step: int, global_batch: int, num_local_devices: int, num_examples: int,
+            size: int, process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+    """This process's share of the batches from `start_step` on: {'image', 'pos_map'} shaped
+    (local devices, per-device batch, S, S, 3). Process p takes the p-th contiguous slice of each
+    global batch, so N processes together see exactly the single-process batches."""
+    local = global_batch // process_count
     step = start_step
     while True:
-        idx = batch_indices(seed, step, global_batch, num_examples)
+        idx = batch_indices(seed, step, global_batch, num_examples)[process_index * local:(process_index + 1) * local]
         images, maps = zip(*(example(seed, int(i), size) for i in idx))
-        shape = (num_devices, global_batch // num_devices, size, size, 3)
+        shape = (num_local_devices, local // num_local_devices, size, size, 3)
         yield {"image": np.stack(images).reshape(shape), "pos_map": np.stack(maps).reshape(shape)}
         step += 1
 

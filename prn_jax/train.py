@@ -101,13 +101,25 @@ class Trainer:
 
     With `config.steps_per_dispatch = k > 1` one call runs k steps (a `lax.scan` on the device)
     over batches stacked as (devices, k, per-device batch, ...); metrics are the last step's.
+
+    Multi-process (after `jax.distributed.initialize`): the step spans every device of every
+    process; each process feeds its `local_devices` share of the global batch.
     """
 
     def __init__(self, config):
-        configuration.validate_config(config, jax.local_device_count())
+        multi = jax.process_count() > 1
+        if multi and config.num_devices != -1:
+            raise configuration.ConfigError(
+                f"config.num_devices = {config.num_devices}: must be -1 (all devices) when running "
+                f"{jax.process_count()} processes")
+        configuration.validate_config(config, jax.device_count() if multi else jax.local_device_count())
         self.config = config
-        n = jax.local_device_count() if config.num_devices == -1 else config.num_devices
-        self.devices = jax.local_devices()[:n]
+        if multi:
+            self.devices = jax.devices()
+        else:
+            n = jax.local_device_count() if config.num_devices == -1 else config.num_devices
+            self.devices = jax.local_devices()[:n]
+        self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
         self.mesh = jax.sharding.Mesh(np.asarray(self.devices), (AXIS,))
         self.model = model_lib.build_model(config, axis_name=AXIS)
         self.tx = make_optimizer(config)
@@ -127,7 +139,12 @@ class Trainer:
 
     @property
     def num_devices(self) -> int:
+        """Devices of all processes."""
         return len(self.devices)
+
+    @property
+    def num_local_devices(self) -> int:
+        return len(self.local_devices)
 
     def init_state(self) -> TrainState:
         return self.place(create_train_state(self.config, self.model, self.tx))
@@ -137,9 +154,10 @@ class Trainer:
         return jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
 
     def place_batch(self, batch: dict) -> dict:
-        """Host batch (devices, ...) -> device arrays split over the devices (an explicit transfer)."""
+        """This process's host batch (local devices, ...) -> global device arrays (devices, ...),
+        an explicit transfer."""
         sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(AXIS))
-        return jax.device_put(batch, sharding)
+        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
     def step(self, state, batch, weights):
         """One dispatch (`steps_per_dispatch` updates); `batch` must already be on the devices."""
@@ -156,11 +174,13 @@ def stack_dispatch(batches: Iterator[dict], steps: int) -> Iterator[dict]:
         yield {k: np.stack([g[k] for g in group], axis=1) for k in group[0]}
 
 
-def make_batches(config, start_step: int, num_devices: int) -> Iterator[dict]:
-    """The configured input pipeline, positioned at `start_step`."""
+def make_batches(config, start_step: int, num_local_devices: int) -> Iterator[dict]:
+    """This process's share of the configured input pipeline, positioned at `start_step`:
+    batches shaped (local devices, per-device batch, ...)."""
     if config.data.source == "generated":
-        return generated_data.batches(config.seed, start_step, config.batch_size, num_devices,
-                                      config.data.num_train_examples, config.image_size)
+        return generated_data.batches(config.seed, start_step, config.batch_size, num_local_devices,
+                                      config.data.num_train_examples, config.image_size,
+                                      jax.process_index(), jax.process_count())
     raise configuration.ConfigError(f"config.data.source = {config.data.source!r}: unknown source")
 
 
@@ -178,6 +198,8 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
     metrics fetched explicitly, so any hidden host round-trip inside the loop is an error.
     """
     workdir = Path(workdir)
+    if jax.process_index() != 0:
+        log = lambda message: None  # noqa: E731 - only process 0 reports
     if config.compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(config.compilation_cache_dir))
     trainer = Trainer(config)  # validates the config before any compilation
@@ -188,13 +210,15 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
     if latest is not None:
         state = trainer.place(ckpt.restore(latest, state))
         log(f"resumed from {ckpt.directory / str(latest)}")
-    start = int(state.step)
+    start = int(to_host(state.step))
     total = configuration.total_steps(config)
     k = config.steps_per_dispatch
     weights = trainer.place(jnp.asarray(loss_lib.weight_map(region_labels(config), config.weight_ratios)))
     metrics_path = workdir / "metrics.jsonl"
-    _truncate_log(metrics_path, start)
-    batches = stack_dispatch(make_batches(config, start, trainer.num_devices), k)
+    lead = jax.process_index() == 0
+    if lead:
+        _truncate_log(metrics_path, start)
+    batches = stack_dispatch(make_batches(config, start, trainer.num_local_devices), k)
     log(f"training steps {start}..{total} on {trainer.num_devices} {jax.default_backend()} device(s), "
         f"global batch {config.batch_size}, {configuration.steps_per_epoch(config)} steps/epoch")
     last, t0 = {}, time.perf_counter()
@@ -204,17 +228,23 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
             state, metrics = trainer.step(state, batch, weights)
         done = step + k
         if done % config.log_every_steps == 0 or done == total:
-            last = {k_: float(v) for k_, v in jax.device_get(metrics).items()}
+            last = {k_: float(to_host(v)) for k_, v in metrics.items()}
             last["step"] = done
             last["seconds"] = round(time.perf_counter() - t0, 3)
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(last) + "\n")
+            if lead:
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(last) + "\n")
             log(f"step {done}/{total}  loss {last['loss']:.6f}  lr {last['learning_rate']:.2e}  "
                 f"({last['seconds']:.1f}s)")
         if done % config.checkpoint_every_steps == 0 or done == total:
             ckpt.save(done, state)
     ckpt.close()
     return {"state": state, "last_metrics": last, "trace_count": trainer.trace_count}
+
+
+def to_host(x) -> np.ndarray:
+    """A replicated (possibly multi-process) device array -> numpy, without a global gather."""
+    return np.asarray(x.addressable_data(0))
 
 
 def _truncate_log(path: Path, step: int) -> None:
