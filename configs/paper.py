@@ -5,6 +5,8 @@
 
 import ml_collections
 
+from prn_jax.augment import AugmentParams
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -27,6 +29,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.lr_decay_factor = 0.5
     c.num_epochs = 30
     c.num_steps = -1                # -1: num_epochs * steps_per_epoch
+    # On-device augmentation (REFERENCE.md section 5; prn_jax.augment.AugmentParams): rotation
+    # U(-45, 45) deg, translation up to 10% of S, scale U(0.9, 1.2), colour U(0.6, 1.4),
+    # noise-texture occlusion. Applied inside the pmapped step; never at evaluation.
+    c.augment = AugmentParams().to_config()
     # Data.
     c.data = ml_collections.ConfigDict()
     c.data.source = "generated"     # generated: procedural arrays (no files)

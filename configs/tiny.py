@@ -19,4 +19,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.log_every_steps = 4
     c.checkpoint_every_steps = 8
     c.keep_checkpoints = 2
+    c.augment.enabled = False       # tests compare exact losses; augmentation has its own tests
     return c

@@ -8,12 +8,15 @@ import sys
 
 
 # Commands defined next to the code they drive; each module has `register(subparsers)`.
-COMMAND_MODULES = ("prn_jax.synth.cli",)
+COMMAND_MODULES = ("prn_jax.synth.cli", "prn_jax.build", "prn_jax.evaluate")
 
 
 def _train(args) -> int:
-    from prn_jax import configuration, train
+    from prn_jax import configuration, distributed, train
 
+    # Multi-process launches join JAX's distributed runtime before any JAX work.
+    distributed.initialize_from_env_or_args(args.coordinator, args.num_processes, args.process_id,
+                                            args.distributed_timeout)
     config = configuration.load_config(args.config, args.overrides)
     result = train.train_and_evaluate(config, args.workdir)
     print(f"done: checkpoints and metrics.jsonl in {args.workdir}; last metrics {result['last_metrics']}")
@@ -28,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="Override any config field with --config.FIELD=VALUE.")
     p.add_argument("--config", default="paper", help="config file or name in configs/ (default: paper)")
     p.add_argument("--workdir", required=True, help="run directory (checkpoints, logs); resumed if present")
+    g = p.add_argument_group("multi-process (default: auto-detected from JAX_COORDINATOR_ADDRESS/"
+                             "JAX_NUM_PROCESSES/JAX_PROCESS_ID, SLURM, Cloud TPU, Kubernetes)")
+    g.add_argument("--coordinator", help="HOST:PORT of process 0's coordinator service")
+    g.add_argument("--num-processes", type=int, help="number of processes in the run")
+    g.add_argument("--process-id", type=int, help="this process's index, 0..num-processes-1")
+    g.add_argument("--distributed-timeout", type=int, default=300,
+                   help="seconds to wait for all processes to join (default: 300)")
     p.set_defaults(func=_train)
 
     for name in COMMAND_MODULES:
@@ -51,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = overrides
     from prn_jax.configuration import ConfigError
     from prn_jax.checkpointing import CheckpointError
+    from prn_jax.distributed import DistributedError
 
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, DistributedError) as e:
         print(f"prn-jax {args.command}: error: {e}", file=sys.stderr)
         return 2
 

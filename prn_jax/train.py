@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prn_jax import configuration, generated_data, loss as loss_lib, model as model_lib
+from prn_jax import augment, configuration, generated_data, loss as loss_lib, model as model_lib
 from prn_jax.checkpointing import Checkpointer
 
 AXIS = "batch"
@@ -62,15 +62,29 @@ def _weight_penalty(params) -> jax.Array:
     return 0.5 * sum(jnp.sum(jnp.square(x)) for x in leaves)
 
 
+def augment_per_device(config, params: augment.AugmentParams, step, images, pos):
+    """Augment this device's examples; example j of the global batch uses the key
+    fold_in(fold_in(PRNGKey(seed), step), j), whatever the device count."""
+    if not params.any_enabled:
+        return images, pos
+    per_device = images.shape[0]
+    first = jax.lax.axis_index(AXIS) * per_device
+    step_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
+    keys = jax.vmap(lambda j: jax.random.fold_in(step_key, j))(first + jnp.arange(per_device))
+    return jax.vmap(augment.augment_example, in_axes=(0, 0, 0, None))(keys, images, pos, params)
+
+
 def make_train_step(config, model, tx) -> Callable:
     """Per-device step(state, batch, weights) -> (state, metrics); call it under pmap."""
     scale = model_lib.position_scale(config.image_size)
+    aug_params = augment.AugmentParams.from_config(config)
 
     def step(state: TrainState, batch, weights):
         images = batch["image"]
         if images.dtype == jnp.uint8:
             images = images.astype(jnp.float32) / 255.0
-        target = batch["pos_map"] / scale
+        images, pos_map = augment_per_device(config, aug_params, state.step, images, batch["pos_map"])
+        target = pos_map / scale
 
         def loss_fn(params):
             out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, images,

@@ -1,0 +1,275 @@
+"""prn_300w_lp: 300W-LP fits -> PRNet training examples (crop, UV position map, landmarks).
+
+Sources (nothing is downloaded):
+  300W-LP: the manual dir (`manual_dir=` argument, else tfds' `<data_dir>/downloads/manual`),
+    holding `300W_LP/` or being it: {AFW,HELEN,IBUG,LFPW}[_Flip]/NAME.jpg + NAME.mat.
+  Morphable model: `model_dir=` argument, else `<manual dir>/model`: face3d `BFM.mat` +
+    `BFM_UV.mat` (`prn_jax.geometry.load_face_model`).
+
+Record format (array_record, readable without TensorFlow through `tfds.data_source` or
+`builder.as_data_source()`), S = the config's `map_size`:
+  image: (S, S, 3) uint8 JPEG (quality 95) of face3d's 1.5-rule crop of the original image
+    (box from the fit's 68 keypoint vertices, bilinear, black outside the image).
+  position_map: bytes; `prn_jax.formats.decode_position_map(bytes, S)` -> (S, S, 3) float32
+    crop pixels (x right, y down, z toward the camera, min z over the mesh = 0), zero outside
+    the UV face region; max error S/65536 px (uint16 levels of S/32768 px, row-delta byte
+    planes, zlib).
+  landmarks: (68, 3) float32, the fit's keypoint vertices in the same crop frame (equal to the
+    map at `geometry.keypoint_uv_pixels` up to the UV interpolation between vertices).
+  pose: (7,) float32 `Pose_Para`. shape: (ks,) float32 `Shape_Para`. expression: (ke,)
+    float32 `Exp_Para`.
+  crop_transform: (3, 3) float32 image pixels -> crop pixels (similarity, `geometry.crop`).
+  file_id: text (bytes when read back), e.g. 'AFW_Flip/AFW_134212_1_0'; also the record key.
+
+Bad input (`prn_jax.formats.FormatError`, naming file and key): an image without its `.mat`
+or the reverse, a missing or undecodable image, a `.mat` without `Pose_Para` / `Shape_Para` /
+`Exp_Para` or with a wrong shape, coefficient counts that differ from the model, a position
+map outside the storable range. Default: the build fails on the first one. `skip_invalid=True`:
+such files are left out and listed in `builder.build_report.skipped`.
+
+Speed: the examples are made in batches (`batch_size` fits -> one vertex synthesis and one
+precomputed-raster interpolation) by `workers` spawned processes (default: all cores).
+"""
+
+import collections
+import dataclasses
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from prn_jax import formats
+
+MAP_SIZES = (256, 128, 64)
+JPEG_QUALITY = 95
+
+
+@dataclasses.dataclass
+class Prn300wLpConfig(tfds.core.BuilderConfig):
+  """map_size: side S of the crop and of the position map. include_flip: read *_Flip too."""
+
+  map_size: int = 256
+  include_flip: bool = True
+
+
+@dataclasses.dataclass
+class BuildReport:
+  """What a generation found: (image, .mat) pairs per folder, and skipped (path, key, reason)."""
+
+  images_per_folder: dict = dataclasses.field(default_factory=dict)
+  skipped: list = dataclasses.field(default_factory=list)
+  examples: int = 0
+
+
+def _configs():
+  configs = []
+  for size in MAP_SIZES:
+    configs.append(Prn300wLpConfig(
+        name=f'size{size}', map_size=size, include_flip=True,
+        description=f'{size}x{size} crops and maps, all 8 folders (122,450 examples)'))
+    configs.append(Prn300wLpConfig(
+        name=f'size{size}_noflip', map_size=size, include_flip=False,
+        description=f'{size}x{size} crops and maps, without the *_Flip folders (61,225)'))
+  return configs
+
+
+def source_root(manual_dir) -> Path:
+  """The 300W_LP folder inside (or equal to) the manual dir."""
+  manual_dir = Path(manual_dir)
+  for root in (manual_dir / '300W_LP', manual_dir):
+    if any((root / db).is_dir() for db in formats.W300LP_DATABASES):
+      return root
+  raise formats.FormatError(manual_dir, 'folder', '300W_LP/ (with AFW, HELEN, IBUG, LFPW) not '
+                            'found in the manual dir')
+
+
+def model_paths(model_dir) -> tuple[Path, Path]:
+  """(BFM.mat, BFM_UV.mat) in `model_dir`; FormatError naming the missing one."""
+  paths = Path(model_dir) / 'BFM.mat', Path(model_dir) / 'BFM_UV.mat'
+  for path in paths:
+    if not path.is_file():
+      raise formats.FormatError(path, 'model', 'file missing (face3d morphable model)')
+  return paths
+
+
+def list_sources(root, include_flip) -> tuple[list, dict, list]:
+  """All (image, .mat) pairs under the 300W_LP `root`, pairs per folder, and problems."""
+  folders = list(formats.W300LP_DATABASES)
+  if include_flip:
+    folders += [db + formats.FLIP_SUFFIX for db in formats.W300LP_DATABASES]
+  pairs, counts, problems = [], {}, []
+  for name in folders:
+    folder = Path(root) / name
+    if not folder.is_dir():
+      problems.append(formats.FormatError(folder, 'folder', 'missing'))
+      continue
+    found, unpaired = formats.pair_images_with_mats(folder)
+    pairs += found
+    counts[name] = len(found)
+    problems += unpaired
+  return pairs, counts, problems
+
+
+class ExampleMaker:
+  """Turns batches of (image, .mat) pairs into records; one per process (holds the model).
+
+  Args: bfm_path, uv_path: the morphable model. map_size: S. root: the 300W_LP folder.
+  """
+
+  def __init__(self, bfm_path, uv_path, map_size, root):
+    from prn_jax import geometry  # imports JAX: keep it out of module import
+    self.model = geometry.load_face_model(bfm_path, uv_path)
+    self.raster = geometry.build_uv_raster(self.model.uv, self.model.full_triangles, map_size)
+    self.size, self.root = map_size, Path(root)
+
+  def __call__(self, pairs) -> tuple[list, list]:
+    """[(image, mat)] -> ([(key, example)], [FormatError]) for the valid / invalid pairs."""
+    from prn_jax.geometry import crop, ground_truth, uv_raster
+    model = self.model
+    valid, problems = [], []
+    for image_path, mat_path in pairs:
+      try:
+        fit = formats.read_300w_lp_fit(mat_path)
+        formats.check_fit_matches_model(fit, model.shape_std.size, model.exp_std.size, mat_path)
+        _, pixels = formats.read_rgb_image(image_path)
+      except formats.FormatError as error:
+        problems.append(error)
+        continue
+      valid.append((image_path, mat_path, fit, pixels))
+    by_height = collections.defaultdict(list)
+    for item in valid:
+      by_height[item[3].shape[0]].append(item)
+    examples = []
+    for height, items in by_height.items():
+      vertices, transforms = ground_truth.fit_to_crop_vertices(
+          model.mean, model.shape_basis, model.exp_basis, model.kpt_ind,
+          np.stack([it[2].shape_para for it in items]), np.stack([it[2].exp_para for it in items]),
+          np.stack([it[2].pose for it in items]), height, self.size, crop.TRAIN_SCALE)
+      maps = uv_raster.render_position_maps(vertices, self.raster)
+      landmarks = vertices[:, model.kpt_ind]
+      for (image_path, mat_path, fit, pixels), pos, kpt, transform in zip(
+          items, maps, landmarks, transforms):
+        try:
+          encoded = formats.encode_position_map(pos)
+        except ValueError as error:
+          problems.append(formats.FormatError(mat_path, 'position_map', str(error)))
+          continue
+        file_id = image_path.relative_to(self.root).with_suffix('').as_posix()
+        crop_pixels = formats.crop_image(pixels, transform, self.size)
+        examples.append((file_id, {
+            'image': formats.jpeg_bytes(crop_pixels, JPEG_QUALITY),
+            'position_map': encoded,
+            'landmarks': kpt.astype(np.float32),
+            'pose': fit.pose, 'shape': fit.shape_para, 'expression': fit.exp_para,
+            'crop_transform': np.asarray(transform, np.float32),
+            'file_id': file_id,
+        }))
+    return examples, problems
+
+
+_MAKER = {}
+
+
+def _init_worker(*args):
+  _MAKER['maker'] = ExampleMaker(*args)
+
+
+def _make_in_worker(pairs):
+  return _MAKER['maker'](pairs)
+
+
+def make_examples(pairs, maker_args, batch_size, workers):
+  """Yields ([(key, example)], [FormatError]) per batch of `pairs`, in any order.
+
+  workers <= 1: in this process; else a spawned pool (the parent may hold JAX threads).
+  """
+  batches = [pairs[i:i + batch_size] for i in range(0, len(pairs), batch_size)]
+  if workers <= 1 or len(batches) <= 1:
+    maker = ExampleMaker(*maker_args)
+    yield from map(maker, batches)
+    return
+  context = multiprocessing.get_context('spawn')
+  with context.Pool(min(workers, len(batches)), initializer=_init_worker,
+                    initargs=maker_args) as pool:
+    yield from pool.imap_unordered(_make_in_worker, batches)
+
+
+class Prn300wLp(tfds.core.GeneratorBasedBuilder):
+  """300W-LP as PRNet training examples; see the module docstring for the record format.
+
+  Args (besides tfds' data_dir, config, file_format (default array_record)):
+    manual_dir: folder holding 300W_LP/ (default: tfds' manual dir).
+    model_dir: folder with BFM.mat + BFM_UV.mat (default: <manual dir>/model).
+    skip_invalid: skip and report bad source files instead of failing.
+    workers: processes generating examples (default: all cores). batch_size: fits per batch.
+  After `download_and_prepare`, `build_report` says what was found and skipped.
+  """
+
+  name = 'prn_300w_lp'
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Position maps from 300W-LP fits (face3d conventions).'}
+  BUILDER_CONFIGS = _configs()
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  Put 300W_LP/ (Zhu et al. 2016: AFW, HELEN, IBUG, LFPW and their _Flip folders) in the manual
+  dir, and BFM.mat + BFM_UV.mat (face3d's morphable model, e.g. generated with face3d's
+  `generate_bfm` from the Basel Face Model 2009 and 3DDFA's files) in <manual dir>/model or a
+  folder given as `model_dir`.
+  """
+
+  def __init__(self, *, manual_dir=None, model_dir=None, skip_invalid=False, workers=None,
+               batch_size=32, **kwargs):
+    kwargs.setdefault('file_format', 'array_record')
+    super().__init__(**kwargs)
+    self._manual_dir, self._model_dir = manual_dir, model_dir
+    self.skip_invalid = skip_invalid
+    self.workers = workers or os.cpu_count() or 1
+    self.batch_size = batch_size
+    self.build_report = BuildReport()
+
+  # tfds locates the builder's source with `importlib_resources`, a backport package that the
+  # TensorFlow-free environment does not install; the module file is the same answer.
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls):
+    return epath.Path(__file__)
+
+  def _info(self):
+    size = self.builder_config.map_size
+    return self.dataset_info_from_configs(
+        description=__doc__,
+        features=tfds.features.FeaturesDict({
+            'image': tfds.features.Image(shape=(size, size, 3), encoding_format='jpeg'),
+            'position_map': tfds.features.Tensor(shape=(), dtype=np.object_),
+            'landmarks': tfds.features.Tensor(shape=(68, 3), dtype=np.float32),
+            'pose': tfds.features.Tensor(shape=(7,), dtype=np.float32),
+            'shape': tfds.features.Tensor(shape=(None,), dtype=np.float32),
+            'expression': tfds.features.Tensor(shape=(None,), dtype=np.float32),
+            'crop_transform': tfds.features.Tensor(shape=(3, 3), dtype=np.float32),
+            'file_id': tfds.features.Text(),
+        }),
+        homepage='http://www.cbsr.ia.ac.cn/users/xiangyuzhu/projects/3DDFA/main.htm',
+    )
+
+  def _split_generators(self, dl_manager):
+    manual_dir = Path(self._manual_dir or dl_manager.manual_dir)
+    root = source_root(manual_dir)
+    paths = model_paths(self._model_dir or manual_dir / 'model')
+    pairs, counts, problems = list_sources(root, self.builder_config.include_flip)
+    self.build_report = BuildReport(images_per_folder=counts)
+    self._handle(problems)
+    maker_args = (*paths, self.builder_config.map_size, root)
+    return {'train': self._generate_examples(pairs, maker_args)}
+
+  def _handle(self, problems):
+    if problems and not self.skip_invalid:
+      raise problems[0]
+    self.build_report.skipped += [(p.path, p.key, p.reason) for p in problems]
+
+  def _generate_examples(self, pairs, maker_args):
+    for examples, problems in make_examples(pairs, maker_args, self.batch_size, self.workers):
+      self._handle(problems)
+      self.build_report.examples += len(examples)
+      yield from examples
