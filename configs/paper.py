@@ -15,6 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.image_size = 256              # input crop and UV map size S (divisible by 32)
     c.width = 16                    # base width; 16 gives 13,353,618 parameters
     c.dtype = "float32"             # compute dtype: float32 or bfloat16 (params stay float32)
+    c.bn_momentum = 0.999           # BatchNorm moving-statistics decay (TF default)
     c.decoder_impl = "subpixel"     # reference | flipped_conv | subpixel: same function, same
                                     # parameters (prn_jax.decoder_ops); subpixel is fastest
     # Loss (REFERENCE.md section 3).
@@ -35,8 +36,23 @@ def get_config() -> ml_collections.ConfigDict:
     c.augment = AugmentParams().to_config()
     # Data.
     c.data = ml_collections.ConfigDict()
-    c.data.source = "generated"     # generated: procedural arrays (no files)
-    c.data.num_train_examples = 122450  # 300W-LP with flips; sets steps per epoch
+    c.data.source = "generated"     # generated: procedural arrays (no files) | tfds: prn_300w_lp
+    c.data.num_train_examples = 122450  # steps per epoch (tfds: replaced by the dataset's size)
+    c.data.dir = ""                 # tfds data dir holding the prepared builder
+    c.data.builder = "prn_300w_lp"
+    c.data.builder_config = ""      # "" = f"size{image_size}"
+    c.data.split = "train"
+    c.data.model_dir = ""           # BFM.mat + BFM_UV.mat (or PRNet uv-data): region labels
+    c.data.num_threads = 2          # grain read threads
+    c.data.worker_count = 0         # grain worker processes (0: threads of this process)
+    c.data.prefetch_batches = 2
+    c.data.maps_on_device = False   # reserved: build maps from fits on the device
+    # Periodic evaluation on AFLW2000-3D (68-point NME), logged with the training metrics; the
+    # best checkpoint by eval_nme2d_68 is kept in WORKDIR/best.
+    c.eval_every_steps = 0          # 0: off
+    c.eval_data = ""                # tfds dir of aflw2000_3d, an AFLW2000 folder or a synth root
+    c.eval_model_dir = ""           # UV assets for the eval ("" = data.model_dir)
+    c.eval_limit = 64               # images used by the periodic evaluation
     # Step-time hygiene.
     c.steps_per_dispatch = 1        # >1: scan this many train steps inside one device call
     c.compilation_cache_dir = ""    # persistent XLA compilation cache ("" = off)

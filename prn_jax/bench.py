@@ -4,6 +4,8 @@
   prn-jax bench decoder ...       (prn_jax.bench_decoder: the 17-layer decoder alone)
   prn-jax bench augment ...       (prn_jax.bench_augment: on-device vs host augmentation)
   prn-jax bench ground-truth ...  (prn_jax.geometry.bench_ground_truth: fit -> position map)
+  prn-jax bench input --data DIR  (prn_jax.input_pipeline: host pipeline examples/s)
+  prn-jax bench predict ...       (prn_jax.predict: per-image end-to-end inference)
 
 The model benchmark times, for every (decoder impl, dtype) pair in one process: the pmapped
 train step on procedural batches (images/s), forward latency at batch 1 and forward throughput at
@@ -23,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 SUITES = {"decoder": "prn_jax.bench_decoder", "augment": "prn_jax.bench_augment",
-          "ground-truth": "prn_jax.geometry.bench_ground_truth"}
+          "ground-truth": "prn_jax.geometry.bench_ground_truth", "input": "prn_jax.input_pipeline"}
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -132,6 +134,10 @@ def bench_model(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv or [])
+    if argv and argv[0] == "predict":
+        from prn_jax import predict
+
+        return predict.predict_benchmark(argv[1:]) or 0
     if argv and argv[0] in SUITES:
         return importlib.import_module(SUITES[argv[0]]).main(argv[1:]) or 0
     if argv and argv[0] == "model":

@@ -62,8 +62,8 @@ def run_metadata(config) -> dict[str, Any]:
 class Checkpointer:
     """Thin wrapper over `ocp.CheckpointManager` for one work directory."""
 
-    def __init__(self, workdir: str | Path, config, keep: int | None = None):
-        self.directory = Path(workdir).resolve() / "checkpoints"
+    def __init__(self, workdir: str | Path, config, keep: int | None = None, subdir: str = "checkpoints"):
+        self.directory = Path(workdir).resolve() / subdir
         self.config = config
         if self.directory.exists() and not self.directory.is_dir():
             raise CheckpointError(f"{self.directory} exists and is not a directory")
@@ -82,10 +82,14 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
-    def save(self, step: int, state, force: bool = False) -> None:
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(run_metadata(self.config))),
-            force=force)
+    def save(self, step: int, state, data_iterator=None, force: bool = False) -> None:
+        """Save the train state, the run metadata and (if given) the grain iterator's position."""
+        items = dict(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(run_metadata(self.config)))
+        if data_iterator is not None:
+            from prn_jax import input_pipeline
+
+            items["data"] = input_pipeline.checkpoint_args_save(data_iterator)
+        self.manager.save(step, args=ocp.args.Composite(**items), force=force)
         self.manager.wait_until_finished()
 
     def read_meta(self, step: int) -> dict:
@@ -98,8 +102,9 @@ class Checkpointer:
             raise CheckpointError(f"checkpoint {path} has no run metadata; not written by prn-jax?")
         return meta
 
-    def restore(self, step: int, abstract_state):
-        """Restore `step` into the structure of `abstract_state` after checking compatibility."""
+    def restore(self, step: int, abstract_state, data_iterator=None):
+        """Restore `step` into the structure of `abstract_state` after checking compatibility;
+        a given grain iterator is moved to the saved position."""
         path = self.directory / str(step)
         saved = self.read_meta(step)["config"]
         for field in STATE_FIELDS:
@@ -107,9 +112,13 @@ class Checkpointer:
                 raise CheckpointError(
                     f"checkpoint {path} was written with {field}={saved.get(field)!r} but the config "
                     f"has {field}={self.config[field]!r}; use another --workdir (nothing was overwritten)")
+        items = dict(state=ocp.args.StandardRestore(abstract_state))
+        if data_iterator is not None:
+            from prn_jax import input_pipeline
+
+            items["data"] = input_pipeline.checkpoint_args_restore(data_iterator)
         try:
-            return self.manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state)))["state"]
+            return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"checkpoint {path} is corrupt or incompatible with this config: "
                                   f"{type(e).__name__}: {str(e)[:500]}") from e

@@ -8,7 +8,8 @@ import sys
 
 
 # Commands defined next to the code they drive; each module has `register(subparsers)`.
-COMMAND_MODULES = ("prn_jax.synth.cli", "prn_jax.build", "prn_jax.evaluate")
+COMMAND_MODULES = ("prn_jax.main_job", "prn_jax.synth.cli", "prn_jax.build", "prn_jax.evaluate",
+                   "prn_jax.show_batch", "prn_jax.predict", "prn_jax.tf_import")
 
 
 def _train(args) -> int:

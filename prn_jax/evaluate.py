@@ -545,7 +545,8 @@ def _find_model_dir(data: Path) -> Path | None:
     return None
 
 
-def _load_examples(data: Path, limit: int | None):
+def load_examples(data: Path, limit: int | None) -> list[dict]:
+    """AFLW2000-3D examples from a prepared tfds dir, an AFLW2000 folder or a synth root."""
     if (data / "dataset_info.json").is_file():
         source = examples_from_tfds(data)
         return [source[i] for i in range(len(source) if limit is None else min(limit, len(source)))]
@@ -586,7 +587,7 @@ def run_eval(workdir, checkpoint_step: int | None = None, data=None, out_dir=Non
                                 f"or PRNet uv-data) for the keypoint UV pixels and face mask")
     assets, frontal, face, raster = load_assets(model_dir, size)
     log(f"evaluating {workdir} step {step} on {data} (maps {size}x{size}, assets from {model_dir})")
-    examples = _load_examples(data, limit)
+    examples = load_examples(data, limit)
     if face is not None:
         examples = list(with_fit_maps(examples, face, raster))
     network = model_lib.build_model(config)

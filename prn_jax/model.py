@@ -35,12 +35,12 @@ def position_scale(image_size: int) -> float:
     return 1.1 * image_size
 
 
-def _batch_norm(train: bool, dtype, axis_name: str | None) -> nn.BatchNorm:
+def _batch_norm(train: bool, dtype, axis_name: str | None, momentum: float) -> nn.BatchNorm:
     """BatchNorm with TF defaults; statistics pmean'd over `axis_name` when training on devices.
 
     Must be called inside a compact method; the submodule is named "BatchNorm" as in TF.
     """
-    return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+    return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=BN_EPSILON,
                         dtype=dtype, param_dtype=jnp.float32, axis_name=axis_name,
                         use_fast_variance=False, name="BatchNorm")
 
@@ -56,6 +56,7 @@ class ConvBN(nn.Module):
     train: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    bn_momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, x):
@@ -65,7 +66,7 @@ class ConvBN(nn.Module):
                                          (self.stride, self.stride), "SAME",
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         if self.bn:
-            x = _batch_norm(self.train, self.dtype, self.axis_name)(x)
+            x = _batch_norm(self.train, self.dtype, self.axis_name, self.bn_momentum)(x)
         return nn.relu(x) if self.relu else x
 
 
@@ -77,17 +78,18 @@ class ResBlock(nn.Module):
     train: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    bn_momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, x):
-        kw = dict(train=self.train, dtype=self.dtype, axis_name=self.axis_name)
+        kw = dict(train=self.train, dtype=self.dtype, axis_name=self.axis_name, bn_momentum=self.bn_momentum)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.features:
             shortcut = ConvBN(self.features, 1, self.stride, bn=False, relu=False, name="shortcut", **kw)(x)
         y = ConvBN(self.features // 2, 1, 1, name="Conv", **kw)(x)
         y = ConvBN(self.features // 2, 4, self.stride, name="Conv_1", **kw)(y)
         y = ConvBN(self.features, 1, 1, bn=False, relu=False, name="Conv_2", **kw)(y)
-        y = _batch_norm(self.train, self.dtype, self.axis_name)(y + shortcut)
+        y = _batch_norm(self.train, self.dtype, self.axis_name, self.bn_momentum)(y + shortcut)
         return nn.relu(y)
 
 
@@ -105,6 +107,7 @@ class ConvTransposeBN(nn.Module):
     train: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    bn_momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, x):
@@ -112,7 +115,7 @@ class ConvTransposeBN(nn.Module):
                             (4, 4, self.features, x.shape[-1]), jnp.float32)
         y = decoder_ops.conv_transpose_tf(x.astype(self.dtype), kernel.astype(self.dtype),
                                           self.stride, impl=self.impl)
-        y = _batch_norm(self.train, self.dtype, self.axis_name)(y)
+        y = _batch_norm(self.train, self.dtype, self.axis_name, self.bn_momentum)(y)
         return nn.sigmoid(y) if self.activation == "sigmoid" else nn.relu(y)
 
 
@@ -123,13 +126,14 @@ class ResFCN256(nn.Module):
     dtype: Any = jnp.float32
     decoder_impl: str = "reference"
     axis_name: str | None = None
+    bn_momentum: float = BN_MOMENTUM  # decay of the moving statistics (TF: 0.999)
 
     @nn.compact
     def __call__(self, images, train: bool = False):
         size = images.shape[1]
         if images.ndim != 4 or images.shape[2] != size or images.shape[3] != 3 or size % 32:
             raise ValueError(f"images must be (B, S, S, 3) with S divisible by 32, got {images.shape}")
-        kw = dict(train=train, dtype=self.dtype, axis_name=self.axis_name)
+        kw = dict(train=train, dtype=self.dtype, axis_name=self.axis_name, bn_momentum=self.bn_momentum)
         x = images.astype(self.dtype)
         x = ConvBN(self.width, 4, 1, name="Conv", **kw)(x)
         for i, (mult, stride) in enumerate(ENCODER_BLOCKS):
@@ -150,7 +154,7 @@ def _indexed(name: str, i: int) -> str:
 def build_model(config, axis_name: str | None = None) -> ResFCN256:
     """The network for an ml_collections config (fields width, dtype, decoder_impl)."""
     return ResFCN256(width=config.width, dtype=jnp.dtype(config.dtype), decoder_impl=config.decoder_impl,
-                     axis_name=axis_name)
+                     axis_name=axis_name, bn_momentum=config.get("bn_momentum", BN_MOMENTUM))
 
 
 def init_variables(model: ResFCN256, key: jax.Array, image_size: int) -> dict:

@@ -161,7 +161,10 @@ class Trainer:
         return len(self.local_devices)
 
     def init_state(self) -> TrainState:
-        return self.place(create_train_state(self.config, self.model, self.tx))
+        """The initial state from one compiled program (cached, and identical on every process)
+        written straight into the replicated sharding of `place`."""
+        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        return jax.jit(lambda: create_train_state(self.config, self.model, self.tx), out_shardings=sharding)()
 
     def place(self, tree):
         """Replicate `tree` with the sharding the pmapped step returns, so it compiles once."""
@@ -175,7 +178,18 @@ class Trainer:
 
     def step(self, state, batch, weights):
         """One dispatch (`steps_per_dispatch` updates); `batch` must already be on the devices."""
-        return self.p_step(state, batch, weights)
+        state, metrics = self.p_step(state, batch, weights)
+        if jax.process_count() > 1:
+            state = self.globalize(state)
+        return state, metrics
+
+    def globalize(self, tree):
+        """Multi-process: pmap returns replicated arrays sharded over this process's devices only;
+        re-wrap their shards (no copy) as global arrays over all devices, which Orbax can save
+        and which the next step gets with the sharding of `place`."""
+        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        return jax.tree.map(lambda x: jax.make_array_from_single_device_arrays(
+            x.shape, sharding, [s.data for s in x.addressable_shards]), tree)
 
 
 def stack_dispatch(batches: Iterator[dict], steps: int) -> Iterator[dict]:
@@ -188,20 +202,64 @@ def stack_dispatch(batches: Iterator[dict], steps: int) -> Iterator[dict]:
         yield {k: np.stack([g[k] for g in group], axis=1) for k in group[0]}
 
 
+def prepare_data_config(config) -> None:
+    """Fill in what the data determines (tfds: the dataset's size sets steps per epoch)."""
+    if config.data.source == "tfds":
+        from prn_jax import input_pipeline
+
+        config.data.num_train_examples = input_pipeline.num_examples(config.data.dir, config)
+    elif config.data.source != "generated":
+        raise configuration.ConfigError(
+            f"config.data.source = {config.data.source!r}: must be 'generated' or 'tfds'")
+
+
+def make_data_iterator(config, num_local_devices: int):
+    """The checkpointable grain iterator of a tfds run (None for generated data, whose batches
+    are a pure function of the step)."""
+    if config.data.source != "tfds":
+        return None
+    from prn_jax import input_pipeline
+
+    return input_pipeline.make_train_loader(
+        config, config.data.dir, process_index=jax.process_index(), process_count=jax.process_count(),
+        num_local_devices=num_local_devices, seed=config.seed)
+
+
 def make_batches(config, start_step: int, num_local_devices: int) -> Iterator[dict]:
-    """This process's share of the configured input pipeline, positioned at `start_step`:
-    batches shaped (local devices, per-device batch, ...)."""
-    if config.data.source == "generated":
-        return generated_data.batches(config.seed, start_step, config.batch_size, num_local_devices,
-                                      config.data.num_train_examples, config.image_size,
-                                      jax.process_index(), jax.process_count())
-    raise configuration.ConfigError(f"config.data.source = {config.data.source!r}: unknown source")
+    """This process's share of the generated batches from `start_step` on: (local devices,
+    per-device batch, ...)."""
+    return generated_data.batches(config.seed, start_step, config.batch_size, num_local_devices,
+                                  config.data.num_train_examples, config.image_size,
+                                  jax.process_index(), jax.process_count())
 
 
 def region_labels(config) -> np.ndarray:
+    """(S, S) UV region labels of the training maps (see `prn_jax.loss`)."""
     if config.data.source == "generated":
         return generated_data.region_labels(config.image_size)
-    raise configuration.ConfigError(f"config.data.source = {config.data.source!r}: unknown source")
+    if not config.data.model_dir:
+        raise configuration.ConfigError("config.data.model_dir = '': a tfds run needs the face model "
+                                        "(BFM.mat + BFM_UV.mat or PRNet uv-data) for the weight map")
+    from prn_jax import evaluate
+
+    return evaluate.load_assets(config.data.model_dir, config.image_size)[0].region_labels
+
+
+def make_periodic_eval(config, log: Callable[[str], None]):
+    """evaluate(state) -> {"eval_nme2d_68": ...} on `config.eval_limit` images, or None."""
+    if not config.eval_every_steps:
+        return None
+    from prn_jax import evaluate
+
+    if not config.eval_data:
+        raise configuration.ConfigError("config.eval_data = '': eval_every_steps needs an "
+                                        "AFLW2000-3D tfds dir, folder or synth root")
+    model_dir = config.eval_model_dir or config.data.model_dir
+    assets = evaluate.load_assets(model_dir, config.image_size)[0]
+    examples = evaluate.load_examples(Path(config.eval_data), config.eval_limit)
+    log(f"periodic evaluation every {config.eval_every_steps} steps on {len(examples)} images "
+        f"from {config.eval_data}")
+    return evaluate.make_periodic_evaluator(config, examples, assets)
 
 
 def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] = print) -> dict:
@@ -216,23 +274,27 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
         log = lambda message: None  # noqa: E731 - only process 0 reports
     if config.compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(config.compilation_cache_dir))
+    prepare_data_config(config)
     trainer = Trainer(config)  # validates the config before any compilation
+    weights = trainer.place(jnp.asarray(loss_lib.weight_map(region_labels(config), config.weight_ratios)))
+    periodic_eval = make_periodic_eval(config, log)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(workdir, config)
+    data_iterator = make_data_iterator(config, trainer.num_local_devices)
     state = trainer.init_state()
     latest = ckpt.latest_step()
     if latest is not None:
-        state = trainer.place(ckpt.restore(latest, state))
+        state = trainer.place(ckpt.restore(latest, state, data_iterator))
         log(f"resumed from {ckpt.directory / str(latest)}")
     start = int(to_host(state.step))
     total = configuration.total_steps(config)
     k = config.steps_per_dispatch
-    weights = trainer.place(jnp.asarray(loss_lib.weight_map(region_labels(config), config.weight_ratios)))
-    metrics_path = workdir / "metrics.jsonl"
     lead = jax.process_index() == 0
-    if lead:
-        _truncate_log(metrics_path, start)
-    batches = stack_dispatch(make_batches(config, start, trainer.num_local_devices), k)
+    logger = MetricsLogger(workdir, start, enabled=lead)
+    best = BestCheckpoint(workdir, config, logger.history) if periodic_eval else None
+    batches = data_iterator if data_iterator is not None else make_batches(config, start,
+                                                                           trainer.num_local_devices)
+    batches = stack_dispatch(batches, k)
     log(f"training steps {start}..{total} on {trainer.num_devices} {jax.default_backend()} device(s), "
         f"global batch {config.batch_size}, {configuration.steps_per_epoch(config)} steps/epoch")
     last, t0 = {}, time.perf_counter()
@@ -243,30 +305,80 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
         done = step + k
         if done % config.log_every_steps == 0 or done == total:
             last = {k_: float(to_host(v)) for k_, v in metrics.items()}
-            last["step"] = done
             last["seconds"] = round(time.perf_counter() - t0, 3)
-            if lead:
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(last) + "\n")
+            logger.write(done, last)
             log(f"step {done}/{total}  loss {last['loss']:.6f}  lr {last['learning_rate']:.2e}  "
                 f"({last['seconds']:.1f}s)")
+        if periodic_eval and (done % config.eval_every_steps == 0 or done == total):
+            host_state = jax.tree.map(to_host, state)
+            scores = periodic_eval(host_state)
+            logger.write(done, scores)
+            log(f"step {done}/{total}  eval " + "  ".join(f"{n} {v:.4f}" for n, v in scores.items()))
+            best.update(done, scores, state)
         if done % config.checkpoint_every_steps == 0 or done == total:
-            ckpt.save(done, state)
+            ckpt.save(done, state, data_iterator)
     ckpt.close()
+    logger.close()
+    if best:
+        best.close()
     return {"state": state, "last_metrics": last, "trace_count": trainer.trace_count}
+
+
+class MetricsLogger:
+    """Appends {"step": ..., metrics} lines to WORKDIR/metrics.jsonl and writes the same scalars
+    as TensorBoard events (WORKDIR/tensorboard); lines past the resumed step are dropped first."""
+
+    def __init__(self, workdir: Path, start_step: int, enabled: bool = True):
+        self.path = workdir / "metrics.jsonl"
+        self.enabled = enabled
+        self.history = read_log(workdir) if enabled else []
+        self.history = [r for r in self.history if r["step"] <= start_step]
+        self.writer = None
+        if enabled:
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(workdir / "tensorboard"), purge_step=start_step + 1)
+
+    def write(self, step: int, scalars: dict) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, **scalars}
+        self.history.append(record)
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        for name, value in scalars.items():
+            self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+class BestCheckpoint:
+    """Keeps the state with the lowest `BEST_METRIC` in WORKDIR/best (one Orbax step)."""
+
+    def __init__(self, workdir: Path, config, history: list[dict]):
+        self.checkpointer = Checkpointer(workdir, config, keep=1, subdir="best")
+        past = [r[BEST_METRIC] for r in history if BEST_METRIC in r]
+        self.best = min(past) if past else float("inf")
+
+    def update(self, step: int, scores: dict, state) -> None:
+        value = scores.get(BEST_METRIC)
+        if value is not None and value < self.best:
+            self.best = value
+            self.checkpointer.save(step, state)
+
+    def close(self) -> None:
+        self.checkpointer.close()
+
+
+BEST_METRIC = "eval_nme2d_68"
 
 
 def to_host(x) -> np.ndarray:
     """A replicated (possibly multi-process) device array -> numpy, without a global gather."""
     return np.asarray(x.addressable_data(0))
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines past `step` (written after the checkpoint we resume from)."""
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    path.write_text("".join(ln + "\n" for ln in lines))
 
 
 def read_log(workdir: str | Path) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Test setup: 8 simulated CPU devices (for the pmap tests) and a shared compilation cache."""
+"""Test setup: 8 simulated CPU devices (for the pmap tests) and shared fixtures."""
 
 import os
 import tempfile
@@ -9,11 +9,24 @@ import pytest
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+
 import jax  # noqa: E402  (after XLA_FLAGS)
 
-# Identical programs compiled by different tests (same tiny model) are compiled once.
-jax.config.update("jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "prn_jax_test_jit_cache"))
+# Identical programs compiled by different tests (the same tiny model) are compiled once, in a
+# fresh directory per session (never reading entries of other runs). Tests whose programs jax
+# 0.10.2 cannot serialise on CPU use the `no_compilation_cache` fixture.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="prn_jax_test_jit_cache_"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@pytest.fixture
+def no_compilation_cache():
+    """Compile without the persistent cache: serialising the executable of the augmented
+    2-device train step aborted the interpreter (SIGABRT in put/get_executable_and_time, seen
+    twice with jax 0.10.2 on CPU)."""
+    jax.config.update("jax_enable_compilation_cache", False)
+    yield
+    jax.config.update("jax_enable_compilation_cache", True)
 
 
 def shared_dir() -> Path | None:
@@ -29,3 +42,22 @@ def shared():
     if path is None:
         pytest.skip("../shared (reference files and real fixtures) is absent on this machine")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_synth_tfds(tmp_path_factory):
+    """Tiny synthetic sets, built: {'raw', 'tfds', 'model', 'aflw'} paths (prn_300w_lp/size64 with
+    16 records, aflw2000_3d/maps64 with 4 images), from a small procedural model."""
+    from datasets.aflw2000_3d import Aflw20003d
+    from datasets.prn_300w_lp import Prn300wLp
+    from prn_jax.synth import datasets, face_generator
+
+    root = tmp_path_factory.mktemp("tiny_synth")
+    face = face_generator.make_procedural_face(
+        face_generator.ModelSpec(rows=61, cols=71, num_shape=40, num_exp=20, num_tex=40))
+    datasets.generate(face, root / "raw", num=8, seed=3, test_num=4, flip=True, workers=1, progress=False)
+    common = dict(data_dir=root / "tfds", manual_dir=root / "raw", model_dir=root / "raw" / "model")
+    Prn300wLp(config="size64", workers=1, **common).download_and_prepare()
+    Aflw20003d(config="maps64", **common).download_and_prepare()
+    return {"raw": root / "raw", "tfds": root / "tfds", "model": root / "raw" / "model",
+            "aflw": root / "raw" / "AFLW2000"}

@@ -188,7 +188,7 @@ def test_step_does_no_hidden_host_transfers():
             trainer.step(state, unplaced, weights)
 
 
-def test_augmented_training_is_device_count_independent_and_resumable(tmp_path: Path):
+def test_augmented_training_is_device_count_independent_and_resumable(tmp_path: Path, no_compilation_cache):
     """With augmentation on, each example's draw depends on (seed, step, global index) only: a
     run on 2 devices sees the same augmented batches as on 1, and train + resume equals a
     straight run."""

@@ -88,6 +88,14 @@ def _run(args):
         model, raster, shape, exp, pose, 450, matrix=matrix), args.repeats)
     print(f'numpy fit->map batch {batch:3d}: {1e3 * wall / batch:.3f} ms/sample wall, '
           f'{1e3 * cpu / batch:.3f} ms/sample CPU')
+  start = time.perf_counter()
+  renderer = ground_truth.GroundTruthRenderer(model, raster, 450)
+  print(f'GroundTruthRenderer set-up: {time.perf_counter() - start:.3f} s')
+  for batch in args.batches:
+    shape, exp, pose = fits(batch)
+    wall, cpu = _time(lambda: renderer(shape, exp, pose), args.repeats)
+    print(f'numpy GroundTruthRenderer batch {batch:3d}: {1e3 * wall / batch:.3f} ms/sample '
+          f'wall, {1e3 * cpu / batch:.3f} ms/sample CPU')
   if args.no_jax:
     return
   for device in {jax.devices('cpu')[0], jax.devices()[0]}:

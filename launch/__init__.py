@@ -1,0 +1,1 @@
+"""Launchers for multi-process training (see launch/README.md)."""

@@ -1,0 +1,130 @@
+"""`prn-jax main`: the whole job on the embedded default, in one command.
+
+  prn-jax main [--out runs/default] [--config cpu_default] [--num 600] [--test-num 150]
+
+Stages (each shows progress; a rerun reuses what exists and resumes training):
+  1. synth  OUT/data/synth: procedural face model + synthetic 300W-LP (with flips) and AFLW2000-3D
+  2. build  OUT/data/tfds: the prn_300w_lp and aflw2000_3d tfds datasets (array_record)
+  3. train  OUT/run: checkpoints, metrics.jsonl, tensorboard/, best/ (periodic evaluation)
+  4. eval   OUT/run/eval/<step>: metrics.json, table1.md (with the mean-face baseline), CED PNGs
+Any config field can be overridden with --config.FIELD=VALUE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+
+def _stage(name: str) -> float:
+    print(f"\n=== {name} ===", flush=True)
+    return time.perf_counter()
+
+
+def _done(t0: float) -> None:
+    print(f"    ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def synthesize(synth_dir: Path, num: int, test_num: int, seed: int, workers: int) -> None:
+    from prn_jax.synth import contact_sheet, datasets, face_generator
+
+    face = face_generator.make_procedural_face()
+    summary = datasets.generate(face, synth_dir, num, seed, test_num=test_num, flip=True, workers=workers)
+    print(f"    {summary['written']} samples written, {summary['skipped']} already there")
+    sheet = synth_dir / "contact_sheet.png"
+    if not sheet.exists():
+        pairs = (contact_sheet.dataset_pairs(synth_dir / "300W_LP", 9)
+                 + contact_sheet.dataset_pairs(synth_dir / "AFLW2000", 3))
+        contact_sheet.contact_sheet(face.model, pairs, sheet)
+    print(f"    contact sheet: {sheet}")
+
+
+def build(synth_dir: Path, tfds_dir: Path, size: int, workers: int, source: dict) -> None:
+    """Build both datasets unless they were built from exactly this synthetic source."""
+    from prn_jax import build as build_lib
+
+    stamp = tfds_dir / "built_from.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == source:
+        print(f"    up to date: {tfds_dir}")
+        return
+    if tfds_dir.exists():
+        shutil.rmtree(tfds_dir)  # built from other synthetic data: rebuild, never mix
+    args = argparse.Namespace(data_dir=tfds_dir, manual_dir=synth_dir, model=synth_dir / "model",
+                              skip_invalid=False, map_size=size, flip=True, workers=workers)
+    for name in ("prn_300w_lp", "aflw2000_3d"):
+        build_lib.build_dataset(name, args)
+    stamp.write_text(json.dumps(source))
+
+
+def run(args) -> int:
+    from prn_jax import configuration, evaluate, train
+
+    out = Path(args.out)
+    synth_dir, tfds_dir, run_dir = out / "data" / "synth", out / "data" / "tfds", out / "run"
+    config = configuration.load_config(args.config, [
+        f"data.dir='{tfds_dir}'", f"data.model_dir='{synth_dir / 'model'}'",
+        f"eval_data='{synth_dir / 'AFLW2000'}'", *args.overrides])
+    import jax
+
+    configuration.validate_config(config, jax.local_device_count())  # fail before any data work
+    start = time.perf_counter()
+
+    t0 = _stage(f"1/4 synthetic data -> {synth_dir}")
+    synthesize(synth_dir, args.num, args.test_num, args.seed, args.workers)
+    _done(t0)
+
+    t0 = _stage(f"2/4 tfds datasets -> {tfds_dir}")
+    build(synth_dir, tfds_dir, config.image_size, args.workers,
+          {"num": args.num, "test_num": args.test_num, "seed": args.seed, "size": config.image_size})
+    _done(t0)
+
+    t0 = _stage(f"3/4 training -> {run_dir}")
+    train.train_and_evaluate(config, run_dir)
+    _done(t0)
+
+    t0 = _stage("4/4 evaluation on the synthetic AFLW2000-3D")
+    result = evaluate.run_eval(run_dir, data=synth_dir / "AFLW2000", model_dir=synth_dir / "model")
+    outputs = result["paths"]
+    _done(t0)
+
+    print(f"\n=== done in {time.perf_counter() - start:.0f} s ===")
+    summary = learning_summary(result["rows"])
+    if summary:
+        print(summary)
+    print(f"run directory:   {run_dir}  (checkpoints/, best/, metrics.jsonl, tensorboard/)")
+    print(f"report:          {outputs['table']}")
+    print(f"metrics:         {outputs['metrics']}")
+    for path in outputs["ced"]:
+        print(f"CED plot:        {path}")
+    print(f"data:            {synth_dir} (contact_sheet.png), {tfds_dir}")
+    return 0
+
+
+def learning_summary(rows: dict) -> str:
+    """One line comparing the network's 68-point 2D NME with the mean-face baseline's."""
+    from prn_jax.evaluate import BASELINE_NAME
+
+    net = next(v for k, v in rows.items() if k != BASELINE_NAME)
+    n, b = net["nme2d_68"]["all"], rows[BASELINE_NAME]["nme2d_68"]["all"]
+    return (f"68-point 2D NME (all images): network {100 * n:.2f}%, mean-face baseline {100 * b:.2f}% "
+            f"(ratio {n / b:.2f}; the default run should reach <= 0.5)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/default", help="output folder (data and run)")
+    parser.add_argument("--config", default="cpu_default", help="config file or name in configs/")
+    parser.add_argument("--num", type=int, default=600, help="synthetic 300W-LP fits (x2 with flips)")
+    parser.add_argument("--test-num", type=int, default=150, help="synthetic AFLW2000-3D images")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes for data stages")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("main", help="the whole job on the embedded default",
+                                   description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
