@@ -83,21 +83,6 @@ class DataSettings:
         return cls(**values)
 
 
-def load_config_with_data_defaults(name: str, overrides=()):
-    """`configuration.load_config`, with absent `config.data` fields of this module filled in
-    from `DATA_DEFAULTS` before the overrides apply (so `--config.data.num_threads=4` works on
-    configs that predate them)."""
-    from prn_jax import configuration
-
-    config = configuration.load_config(name)
-    for key, value in DATA_DEFAULTS.items():
-        if key not in config.data:
-            config.data[key] = value
-    for item in overrides:
-        configuration.apply_override(config, item)
-    return config
-
-
 # ------------------------------------------------------------------------------------------ order
 
 
@@ -308,8 +293,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=50)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args([a for a in argv if not a.startswith("--config.")])
-    config = load_config_with_data_defaults(args.config,
-                                            [a for a in argv if a.startswith("--config.")])
+    from prn_jax import configuration
+
+    config = configuration.load_config(args.config, [a for a in argv if a.startswith("--config.")])
     settings = DataSettings.from_config(config)
     result = benchmark(config, args.data, args.steps)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -100,9 +100,9 @@ def draw_grid(images: np.ndarray, landmarks: np.ndarray, tile: int = TILE) -> Im
 
 
 def run(args) -> int:
-    from prn_jax import augment, geometry, input_pipeline
+    from prn_jax import augment, configuration, geometry, input_pipeline
 
-    config = input_pipeline.load_config_with_data_defaults(args.config, args.overrides)
+    config = configuration.load_config(args.config, args.overrides)
     if args.seed is not None:
         config.seed = args.seed
     params = augment.AugmentParams.from_config(config) if "augment" in config else \
