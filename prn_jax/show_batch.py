@@ -100,7 +100,7 @@ def draw_grid(images: np.ndarray, landmarks: np.ndarray, tile: int = TILE) -> Im
 
 
 def run(args) -> int:
-    from prn_jax import augment, configuration, geometry, input_pipeline
+    from prn_jax import augment, configuration, geometry
 
     config = configuration.load_config(args.config, args.overrides)
     if args.seed is not None:
