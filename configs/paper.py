@@ -46,7 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.num_threads = 2          # grain read threads
     c.data.worker_count = 0         # grain worker processes (0: threads of this process)
     c.data.prefetch_batches = 2
-    c.data.maps_on_device = False   # reserved: build maps from fits on the device
+    c.data.maps_on_device = False   # True: send fits (~1 KB), render the maps in the step (needs BFM.mat)
     # Periodic evaluation on AFLW2000-3D (68-point NME), logged with the training metrics; the
     # best checkpoint by eval_nme2d_68 is kept in WORKDIR/best.
     c.eval_every_steps = 0          # 0: off

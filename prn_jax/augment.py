@@ -375,6 +375,38 @@ def augment_batch(key: jax.Array, images: jax.Array, pos: jax.Array,
     return jax.vmap(apply_draw, in_axes=(0, 0, 0, None))(draws, images, pos, params)
 
 
+def augmented_copies(key: jax.Array, image: jax.Array, pos: jax.Array, landmarks: jax.Array,
+                     draws: jax.Array, params: AugmentParams):
+    """K augmented copies of one stored example, for offline augmented datasets.
+
+    Copy i uses the draw of fold_in(key, draws[i]), applied exactly as in training
+    (`apply_draw`), except that the map's all-zero pixels (outside the UV mask) stay zero; the
+    landmarks move like the position map's values.
+
+    Args:
+        key: PRNG key of this example.
+        image: (S, S, 3) uint8 crop. pos: (H, W, 3) float32 position map, crop pixels.
+        landmarks: (68, 3) float32, crop pixels. draws: (K,) int32 draw indices. params: static.
+
+    Returns:
+        images (K, S, S, 3) uint8 (rounded), maps (K, H, W, 3), landmarks (K, 68, 3) and the
+        similarities (K, 3, 3) (source crop -> augmented crop; the identity when geometry is off).
+    """
+    chex.assert_shape(image, (None, None, 3))
+    chex.assert_shape(landmarks, (None, 3))
+    image, pos, landmarks = jnp.asarray(image), jnp.asarray(pos), jnp.asarray(landmarks)
+    outside = (pos == 0).all(-1, keepdims=True)  # zero pixels stay zero, as stored maps have them
+
+    def one(index):
+        draw = sample_draw(jax.random.fold_in(key, index), image.shape[0], params)
+        out, out_pos = apply_draw(draw, image.astype(jnp.float32) / 255.0, pos, params)
+        out_pos = jnp.where(outside, 0.0, out_pos)
+        moved = transform_position_map(landmarks[:, None], draw.similarity)[:, 0]
+        return jnp.round(out * 255.0).astype(jnp.uint8), out_pos, moved, draw.similarity
+
+    return jax.vmap(one)(draws)
+
+
 # ------------------------------------------------------------------------ host reference (numpy)
 
 

@@ -1,6 +1,7 @@
 """`prn-jax bench`: timings that print numbers (medians after warm-up, compile time separate).
 
   prn-jax bench [model] --config paper [--impls reference,subpixel] [--dtypes float32,bfloat16]
+                                       [--augment off,on]
   prn-jax bench decoder ...       (prn_jax.bench_decoder: the 17-layer decoder alone)
   prn-jax bench augment ...       (prn_jax.bench_augment: on-device vs host augmentation)
   prn-jax bench ground-truth ...  (prn_jax.geometry.bench_ground_truth: fit -> position map)
@@ -10,7 +11,9 @@
 The model benchmark times, for every (decoder impl, dtype) pair in one process: the pmapped
 train step on procedural batches (images/s), forward latency at batch 1 and forward throughput at
 a larger batch; FLOPs per example come from XLA's cost analysis, and model FLOP utilisation is
-printed when --peak-tflops is given (e.g. 989 for an H100 SXM's dense bf16).
+printed when --peak-tflops is given (e.g. 989 for an H100 SXM's dense bf16). With
+`--augment off,on` each variant also runs with the on-device augmentation, and the ratios give
+augmentation's share of the train step.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def bench_variant(config, repeats: int, forward_batch: int, peak_tflops: float |
             out["forward_flops_per_example"] = _flops(compiled)
     out[f"forward_b{forward_batch}_images_per_s"] = forward_batch / out[f"forward_b{forward_batch}_s"]
     # Training FLOPs per example: XLA's count for one device's step over its share of the batch.
-    lowered = trainer.p_step.lower(holder["state"], batch, weights)
+    lowered = trainer.p_step.lower(holder["state"], batch, weights, None)
     per_device = config.batch_size // trainer.num_devices
     out["train_flops_per_example"] = _flops(lowered.compile()) / per_device
     if peak_tflops:
@@ -98,6 +101,8 @@ def bench_model(argv: list[str]) -> int:
     parser.add_argument("--config", default="paper")
     parser.add_argument("--impls", default=None, help="comma list of decoder impls (default: config's)")
     parser.add_argument("--dtypes", default=None, help="comma list: float32,bfloat16 (default: config's)")
+    parser.add_argument("--augment", default=None,
+                        help="comma list: off,on (default: the config's augment.enabled)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--forward-batch", type=int, default=16)
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU")
@@ -105,29 +110,33 @@ def bench_model(argv: list[str]) -> int:
     base = configuration.load_config(args.config, overrides)
     impls = args.impls.split(",") if args.impls else [base.decoder_impl]
     dtypes = args.dtypes.split(",") if args.dtypes else [base.dtype]
+    augments = args.augment.split(",") if args.augment else ["on" if base.augment.enabled else "off"]
+    if set(augments) - {"on", "off"}:
+        parser.error(f"--augment {args.augment}: a comma list of on, off")
     print(f"# prn-jax bench model: config {args.config} {overrides}, image {base.image_size}, width "
           f"{base.width}, global batch {base.batch_size}, backend {jax.default_backend()} "
           f"({jax.devices()[0].device_kind}), {args.repeats} repeats, medians")
     rows = []
-    for impl in impls:
-        for dtype in dtypes:
-            config = configuration.load_config(args.config, overrides)
-            config.decoder_impl, config.dtype = impl, dtype
-            r = bench_variant(config, args.repeats, args.forward_batch, args.peak_tflops)
-            rows.append((impl, dtype, r))
-            print(f"{impl:>13s} {dtype:>9s}  train step {r['train_step_s'] * 1e3:9.1f} ms "
-                  f"({r['train_images_per_s']:8.1f} img/s, compile {r['train_compile_s']:.1f} s)  "
-                  f"fwd b1 {r['forward_b1_s'] * 1e3:8.2f} ms  fwd b{args.forward_batch} "
-                  f"{r[f'forward_b{args.forward_batch}_images_per_s']:8.1f} img/s  "
-                  f"fwd {r['forward_flops_per_example'] / 1e9:.2f} GFLOP/img  train "
-                  f"{r['train_flops_per_example'] / 1e9:.2f} GFLOP/img"
-                  + (f"  MFU {100 * r['train_mfu']:.1f}%" if "train_mfu" in r else ""), flush=True)
+    for impl, dtype, aug in [(i, d, a) for i in impls for d in dtypes for a in augments]:
+        config = configuration.load_config(args.config, overrides)
+        config.decoder_impl, config.dtype = impl, dtype
+        config.augment.enabled = aug == "on"
+        r = bench_variant(config, args.repeats, args.forward_batch, args.peak_tflops)
+        name = f"{dtype} aug {aug}"
+        rows.append((impl, name, r))
+        print(f"{impl:>13s} {name:>16s}  train step {r['train_step_s'] * 1e3:9.1f} ms "
+              f"({r['train_images_per_s']:8.1f} img/s, compile {r['train_compile_s']:.1f} s)  "
+              f"fwd b1 {r['forward_b1_s'] * 1e3:8.2f} ms  fwd b{args.forward_batch} "
+              f"{r[f'forward_b{args.forward_batch}_images_per_s']:8.1f} img/s  "
+              f"fwd {r['forward_flops_per_example'] / 1e9:.2f} GFLOP/img  train "
+              f"{r['train_flops_per_example'] / 1e9:.2f} GFLOP/img"
+              + (f"  MFU {100 * r['train_mfu']:.1f}%" if "train_mfu" in r else ""), flush=True)
     if len(rows) > 1:
         base_step = rows[0][2]["train_step_s"]
         base_fwd = rows[0][2]["forward_b1_s"]
         print(f"# ratios vs {rows[0][0]}/{rows[0][1]} (time / baseline time):")
-        for impl, dtype, r in rows:
-            print(f"{impl:>13s} {dtype:>9s}  train step x{r['train_step_s'] / base_step:.2f}  "
+        for impl, name, r in rows:
+            print(f"{impl:>13s} {name:>16s}  train step x{r['train_step_s'] / base_step:.2f}  "
                   f"fwd b1 x{r['forward_b1_s'] / base_fwd:.2f}")
     return 0
 

@@ -30,6 +30,11 @@ def build_dataset(name, args, out=None) -> dict:
   if name == 'prn_300w_lp':
     from datasets.prn_300w_lp import Prn300wLp
     config = f'size{args.map_size}' + ('' if args.flip else '_noflip')
+    if args.augmented_copies:
+      if not args.flip:
+        raise ValueError('--augmented-copies: the augmented configs include the *_Flip folders; '
+                         'drop --no-flip')
+      config = f'size{args.map_size}_aug{args.augmented_copies}'
     builder = Prn300wLp(config=config, workers=args.workers, **common)
   else:
     from datasets.aflw2000_3d import Aflw20003d
@@ -63,6 +68,9 @@ def run(args) -> int:
     print(f'prn-jax build: error: {error}\n  (--skip-invalid skips and reports such files)',
           file=sys.stderr)
     return 2
+  except ValueError as error:
+    print(f'prn-jax build: error: {error}', file=sys.stderr)
+    return 2
   return 0
 
 
@@ -78,6 +86,9 @@ def add_arguments(parser) -> None:
                       help='crop and position-map side S')
   parser.add_argument('--flip', action=argparse.BooleanOptionalAction, default=True,
                       help='include the 300W-LP *_Flip folders (default: yes, 122,450 samples)')
+  parser.add_argument('--augmented-copies', type=int, choices=(0, 4, 10), default=0,
+                      help='prn_300w_lp: also write K seeded augmented copies of every example '
+                           '(config size{S}_aug{K}; the training step\'s augmentation, fixed)')
   parser.add_argument('--skip-invalid', action='store_true',
                       help='skip bad source files and list them, instead of failing')
   parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,

@@ -21,7 +21,8 @@ host-device link); the train step converts them.
 
 Ground truth on the device (`config.data.maps_on_device`): the stored maps are neither decoded
 nor sent; instead each example carries its fit ('pose' (7,), 'shape' (ks,), 'expression' (ke,)
-float32) and 'crop_transform' ((3, 3) float32, image pixels -> crop pixels), about 1 KB.
+float32), 'crop_transform' ((3, 3) float32, image pixels -> crop pixels) and 'image_height' (()
+float32), about 1 KB; the train step renders the maps (`geometry.position_maps_from_fits`).
 
 Resumption: the loader is a `grain.DatasetIterator`; `get_state()` / `set_state()` give and take
 a JSON-able position, and `checkpoint_args_save` / `checkpoint_args_restore` wrap it for an Orbax
@@ -55,7 +56,7 @@ DATA_DEFAULTS = {
     "prefetch_batches": 2,       # batches read ahead per worker (at least num_threads)
     "maps_on_device": False,     # send fit parameters instead of stored position maps
 }
-PARAM_FIELDS = ("pose", "shape", "expression", "crop_transform")
+PARAM_FIELDS = ("pose", "shape", "expression", "crop_transform", "image_height")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,10 @@ The step runs per device under `jax.pmap(axis_name="batch")` on batches shaped
 Batch interface (what every input pipeline yields):
   {"image":   (D, B, S, S, 3) float32 in [0, 1] (or uint8 0..255),
    "pos_map": (D, B, S, S, 3) float32 position map in crop pixels}
+or, with `config.data.maps_on_device`, instead of "pos_map" the fits and crops ("pose" (D, B, 7),
+"shape", "expression", "crop_transform" (D, B, 3, 3), "image_height" (D, B)), from which the
+step renders the maps with `geometry.position_maps_from_fits` and the `FitRenderArrays` it is
+given (model + UV raster, replicated like the weight map).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import optax
 
 from prn_jax import augment, configuration, generated_data, loss as loss_lib, model as model_lib
 from prn_jax.checkpointing import Checkpointer
+from prn_jax.geometry import ground_truth
 
 AXIS = "batch"
 
@@ -74,16 +79,29 @@ def augment_per_device(config, params: augment.AugmentParams, step, images, pos)
     return jax.vmap(augment.augment_example, in_axes=(0, 0, 0, None))(keys, images, pos, params)
 
 
+def batch_position_maps(batch, geometry) -> jax.Array:
+    """The batch's (B, S, S, 3) target maps: stored, or rendered from its fits with `geometry`."""
+    if "pos_map" in batch:
+        return batch["pos_map"]
+    return ground_truth.position_maps_from_fits(
+        geometry, batch["pose"], batch["shape"], batch["expression"], batch["crop_transform"],
+        batch["image_height"])
+
+
 def make_train_step(config, model, tx) -> Callable:
-    """Per-device step(state, batch, weights) -> (state, metrics); call it under pmap."""
+    """Per-device step(state, batch, weights, geometry) -> (state, metrics); call it under pmap.
+
+    geometry: `ground_truth.FitRenderArrays` for batches of fits (maps_on_device), else None.
+    """
     scale = model_lib.position_scale(config.image_size)
     aug_params = augment.AugmentParams.from_config(config)
 
-    def step(state: TrainState, batch, weights):
+    def step(state: TrainState, batch, weights, geometry=None):
         images = batch["image"]
         if images.dtype == jnp.uint8:
             images = images.astype(jnp.float32) / 255.0
-        images, pos_map = augment_per_device(config, aug_params, state.step, images, batch["pos_map"])
+        images, pos_map = augment_per_device(config, aug_params, state.step, images,
+                                             batch_position_maps(batch, geometry))
         target = pos_map / scale
 
         def loss_fn(params):
@@ -141,14 +159,14 @@ class Trainer:
         step = make_train_step(config, self.model, self.tx)
         k = config.steps_per_dispatch
 
-        def dispatch(state, batch, weights):
+        def dispatch(state, batch, weights, geometry):
             self.trace_count += 1  # runs at trace time only: counts compilations
             if k == 1:
-                return step(state, batch, weights)
-            state, metrics = jax.lax.scan(lambda s, b: step(s, b, weights), state, batch)
+                return step(state, batch, weights, geometry)
+            state, metrics = jax.lax.scan(lambda s, b: step(s, b, weights, geometry), state, batch)
             return state, jax.tree.map(lambda m: m[-1], metrics)
 
-        self.p_step = jax.pmap(dispatch, axis_name=AXIS, in_axes=(None, 0, None), out_axes=None,
+        self.p_step = jax.pmap(dispatch, axis_name=AXIS, in_axes=(None, 0, None, None), out_axes=None,
                                devices=self.devices, donate_argnums=(0,))
 
     @property
@@ -176,9 +194,10 @@ class Trainer:
         sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(AXIS))
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
-    def step(self, state, batch, weights):
-        """One dispatch (`steps_per_dispatch` updates); `batch` must already be on the devices."""
-        state, metrics = self.p_step(state, batch, weights)
+    def step(self, state, batch, weights, geometry=None):
+        """One dispatch (`steps_per_dispatch` updates); `batch` must already be on the devices,
+        `weights` and `geometry` (FitRenderArrays or None) placed with `place`."""
+        state, metrics = self.p_step(state, batch, weights, geometry)
         if jax.process_count() > 1:
             state = self.globalize(state)
         return state, metrics
@@ -235,14 +254,31 @@ def make_batches(config, start_step: int, num_local_devices: int) -> Iterator[di
 
 def region_labels(config) -> np.ndarray:
     """(S, S) UV region labels of the training maps (see `prn_jax.loss`)."""
+    return training_geometry(config)[0]
+
+
+def training_geometry(config) -> tuple[np.ndarray, ground_truth.FitRenderArrays | None]:
+    """(S, S) UV region labels, and the numpy `FitRenderArrays` when the maps are rendered on
+    the device (`config.data.maps_on_device`, which needs BFM.mat + BFM_UV.mat), else None."""
+    on_device = bool(config.data.get("maps_on_device", False))
     if config.data.source == "generated":
-        return generated_data.region_labels(config.image_size)
+        if on_device:
+            raise configuration.ConfigError("config.data.maps_on_device = True needs "
+                                            "config.data.source = 'tfds' (generated data has no fits)")
+        return generated_data.region_labels(config.image_size), None
     if not config.data.model_dir:
         raise configuration.ConfigError("config.data.model_dir = '': a tfds run needs the face model "
                                         "(BFM.mat + BFM_UV.mat or PRNet uv-data) for the weight map")
     from prn_jax import evaluate
 
-    return evaluate.load_assets(config.data.model_dir, config.image_size)[0].region_labels
+    assets, _, model, raster = evaluate.load_assets(config.data.model_dir, config.image_size)
+    if not on_device:
+        return assets.region_labels, None
+    if model is None:
+        raise configuration.ConfigError(
+            f"config.data.maps_on_device = True: {config.data.model_dir} holds PRNet uv-data, which "
+            f"has no morphable model; point config.data.model_dir at BFM.mat + BFM_UV.mat")
+    return assets.region_labels, ground_truth.fit_render_arrays(model, raster)
 
 
 def make_periodic_eval(config, log: Callable[[str], None]):
@@ -276,7 +312,9 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
         jax.config.update("jax_compilation_cache_dir", str(config.compilation_cache_dir))
     prepare_data_config(config)
     trainer = Trainer(config)  # validates the config before any compilation
-    weights = trainer.place(jnp.asarray(loss_lib.weight_map(region_labels(config), config.weight_ratios)))
+    labels, geometry = training_geometry(config)
+    weights = trainer.place(jnp.asarray(loss_lib.weight_map(labels, config.weight_ratios)))
+    geometry = trainer.place(geometry) if geometry is not None else None
     periodic_eval = make_periodic_eval(config, log)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(workdir, config)
@@ -301,7 +339,7 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
     for step in range(start, total, k):
         batch = trainer.place_batch(next(batches))
         with jax.transfer_guard("disallow"):
-            state, metrics = trainer.step(state, batch, weights)
+            state, metrics = trainer.step(state, batch, weights, geometry)
         done = step + k
         if done % config.log_every_steps == 0 or done == total:
             last = {k_: float(to_host(v)) for k_, v in metrics.items()}

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,56 @@ def test_300w_lp_records(synth, model, tmp_path):
     if pts is not None:
       projected = apply_similarity(np.c_[pts, np.zeros(68)], record['crop_transform'])[:, :2]
       np.testing.assert_allclose(projected, landmarks[:, :2], atol=1e-2)
+
+
+def test_300w_lp_offline_augmented_copies(synth, model, tmp_path):
+  """size64_aug4: each fit gives its plain record plus 4 copies made by the training step's own
+  augmentation from a key of (seed, file_id, copy); the stored crop transform still rebuilds
+  the copy's map, and the copies are reproducible."""
+  import jax
+  from prn_jax import augment
+  from prn_jax.geometry import build_uv_raster, fit_render_arrays, position_maps_from_fits
+  records = _records(Prn300wLp(data_dir=tmp_path / 'a', config=f'size{SIZE}_aug4',
+                               manual_dir=synth, workers=1))
+  plain = {k: r for k, r in records.items() if '#aug' not in k}
+  assert len(plain) == 8 and len(records) == 8 * 5
+  arrays = fit_render_arrays(model, build_uv_raster(model.uv, model.full_triangles, SIZE))
+  tolerance = SIZE / 65536 + 2e-4
+  for file_id, record in plain.items():
+    source_map = formats.decode_position_map(record['position_map'], SIZE)
+    copies = [records[f'{file_id}#aug{c}'] for c in range(4)]
+    maps = np.stack([formats.decode_position_map(c['position_map'], SIZE) for c in copies])
+    assert len({m.tobytes() for m in maps}) == 4  # four different draws
+    assert all(not np.array_equal(c['image'], record['image']) for c in copies)
+    # Each copy is the documented draw applied to the plain example.
+    key = jax.random.fold_in(jax.random.PRNGKey(0), zlib.crc32(file_id.encode()) & 0x7FFFFFFF)
+    _, expected, marks, _ = augment.augmented_copies(
+        key, record['image'], source_map, record['landmarks'], np.arange(4),
+        params=augment.AugmentParams())
+    redrawn = [c for c in range(4) if np.abs(maps[c] - expected[c]).max() > 3 * tolerance]
+    for c in redrawn:  # out of the storable range: a later draw c + 4 a was stored
+      assert np.abs(np.asarray(expected[c])).max() >= SIZE / 2 - 1  # at or beyond the range
+      later = augment.augmented_copies(key, record['image'], source_map, record['landmarks'],
+                                       c + 4 * np.arange(1, 9), params=augment.AugmentParams())
+      match = [a for a in range(8) if np.abs(maps[c] - later[1][a]).max() < 3 * tolerance]
+      assert match, c
+      expected = expected.at[c].set(later[1][match[0]])
+      marks = marks.at[c].set(later[2][match[0]])
+    # (the builder augmented the exact float map, the test its stored copy: errors add)
+    assert np.abs(maps - np.asarray(expected)).max() < 3 * tolerance  # rotation x scale <= 1.7
+    np.testing.assert_allclose(np.stack([c['landmarks'] for c in copies]), marks, atol=1e-3)
+    # The composed crop transform rebuilds each copy's map from the fit.
+    rebuilt = np.asarray(position_maps_from_fits(
+        arrays, np.stack([c['pose'] for c in copies]), np.stack([c['shape'] for c in copies]),
+        np.stack([c['expression'] for c in copies]),
+        np.stack([c['crop_transform'] for c in copies]),
+        np.stack([c['image_height'] for c in copies])))
+    assert np.abs(rebuilt - maps).max() < tolerance + 1e-3
+  again = _records(Prn300wLp(data_dir=tmp_path / 'b', config=f'size{SIZE}_aug4',
+                             manual_dir=synth, workers=1))
+  for key, record in records.items():
+    assert record['position_map'] == again[key]['position_map']
+    np.testing.assert_array_equal(record['image'], again[key]['image'])
 
 
 def test_300w_lp_noflip_config_and_parallel_workers(synth, tmp_path):

@@ -1,12 +1,13 @@
 """Input pipeline (grain over the prn_300w_lp array_record files) and `prn-jax show-batch`."""
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
 from datasets.prn_300w_lp import Prn300wLp
-from prn_jax import configuration, formats, input_pipeline, show_batch
+from prn_jax import configuration, formats, geometry, input_pipeline, show_batch
 from prn_jax.synth import datasets, face_generator
 
 SMALL = face_generator.ModelSpec(rows=61, cols=71, num_shape=40, num_exp=20, num_tex=40)
@@ -67,10 +68,32 @@ def test_shapes_dtypes_and_values(data):
     assert set(params) == {"image", *input_pipeline.PARAM_FIELDS}
     assert params["pose"].shape == (4, 2, 7) and params["shape"].shape == (4, 2, SMALL.num_shape)
     assert params["expression"].shape == (4, 2, SMALL.num_exp)
-    assert params["crop_transform"].shape == (4, 2, 3, 3)
+    assert params["crop_transform"].shape == (4, 2, 3, 3) and params["image_height"].shape == (4, 2)
     assert all(v.dtype == np.float32 for k, v in params.items() if k != "image")
     ids = _record_ids(params, records)
     np.testing.assert_array_equal(params["pose"][3, 1], records[ids[3, 1]]["pose"])
+
+
+def test_maps_rendered_on_the_device_equal_the_stored_maps(data):
+    """Ground truth on the device (fits + stored crop -> jitted render) reproduces the builder's
+    stored maps within the storage tolerance (S / 65536 px) plus float32 rounding."""
+    data_dir, raw, records = data
+    model = geometry.load_face_model(raw / "model" / "BFM.mat", raw / "model" / "BFM_UV.mat")
+    raster = geometry.build_uv_raster(model.uv, model.full_triangles, SIZE)
+    arrays = jax.device_put(geometry.fit_render_arrays(model, raster))
+    render = jax.jit(geometry.position_maps_from_fits)
+    fits = next(input_pipeline.make_train_loader(_config(maps_on_device=True), data_dir))
+    fits = {k: v[0] for k, v in fits.items()}  # one device
+    maps = np.asarray(render(arrays, fits["pose"], fits["shape"], fits["expression"],
+                             fits["crop_transform"], fits["image_height"]))
+    ids = _record_ids({"image": fits["image"][None]}, records)[0]
+    stored = np.stack([formats.decode_position_map(records[i]["position_map"], SIZE) for i in ids])
+    assert maps.shape == stored.shape == (BATCH, SIZE, SIZE, 3)
+    outside = ~raster.mask
+    assert not maps[:, outside].any() and not stored[:, outside].any()
+    error = np.abs(maps - stored).max()
+    assert error <= SIZE / 65536 + 2e-4, error
+    assert np.abs(stored).max() > SIZE / 4  # real maps, not zeros
 
 
 def test_order_is_seeded_and_epochs_cover_the_data(data):

@@ -19,7 +19,18 @@ Record format (array_record, readable without TensorFlow through `tfds.data_sour
   pose: (7,) float32 `Pose_Para`. shape: (ks,) float32 `Shape_Para`. expression: (ke,)
     float32 `Exp_Para`.
   crop_transform: (3, 3) float32 image pixels -> crop pixels (similarity, `geometry.crop`).
+  image_height: int32, h of the original image (the fit's y flip), so the map can be rebuilt
+    from the record alone (`geometry.position_maps_from_fits`, training's `maps_on_device`).
   file_id: text (bytes when read back), e.g. 'AFW_Flip/AFW_134212_1_0'; also the record key.
+
+Offline augmentation (configs `size{S}_aug{K}`): every fit gives its plain example plus K
+augmented copies (file_id + '#aug{c}'), made by `prn_jax.augment.augmented_copies` with the
+paper's ranges (`AugmentParams()`) from the key fold_in(fold_in(PRNGKey(augment_seed),
+crc32(file_id)), c): the training step's own transforms, fixed once. The crop, map and landmarks
+are augmented; crop_transform becomes (augmentation similarity) @ (crop), so
+`position_maps_from_fits` still reproduces the stored map. A draw whose map leaves the storable
+range [-S/2, 3S/2) is redrawn with index c + a K (a = 1, 2, ...; the copies lean slightly
+away from the most extreme draws); after MAX_REDRAWS it is reported like a bad file.
 
 Bad input (`prn_jax.formats.FormatError`, naming file and key): an image without its `.mat`
 or the reverse, a missing or undecodable image, a `.mat` without `Pose_Para` / `Shape_Para` /
@@ -33,8 +44,10 @@ precomputed-raster interpolation) by `workers` spawned processes (default: all c
 
 import collections
 import dataclasses
+import functools
 import multiprocessing
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,15 +57,21 @@ from etils import epath
 from prn_jax import formats
 
 MAP_SIZES = (256, 128, 64)
+AUGMENTED_COPIES = (4, 10)
+MAX_REDRAWS = 8
 JPEG_QUALITY = 95
 
 
 @dataclasses.dataclass
 class Prn300wLpConfig(tfds.core.BuilderConfig):
-  """map_size: side S of the crop and of the position map. include_flip: read *_Flip too."""
+  """map_size: side S of the crop and of the position map. include_flip: read *_Flip too.
+  augmented_copies: K seeded augmented copies written besides each plain example (seed
+  augment_seed)."""
 
   map_size: int = 256
   include_flip: bool = True
+  augmented_copies: int = 0
+  augment_seed: int = 0
 
 
 @dataclasses.dataclass
@@ -73,6 +92,11 @@ def _configs():
     configs.append(Prn300wLpConfig(
         name=f'size{size}_noflip', map_size=size, include_flip=False,
         description=f'{size}x{size} crops and maps, without the *_Flip folders (61,225)'))
+    for copies in AUGMENTED_COPIES:
+      configs.append(Prn300wLpConfig(
+          name=f'size{size}_aug{copies}', map_size=size, include_flip=True,
+          augmented_copies=copies,
+          description=f'size{size} plus {copies} seeded augmented copies of every example'))
   return configs
 
 
@@ -117,13 +141,16 @@ class ExampleMaker:
   """Turns batches of (image, .mat) pairs into records; one per process (holds the model).
 
   Args: bfm_path, uv_path: the morphable model. map_size: S. root: the 300W_LP folder.
+  augmented_copies, augment_seed: see the module docstring (0: plain examples only).
   """
 
-  def __init__(self, bfm_path, uv_path, map_size, root):
+  def __init__(self, bfm_path, uv_path, map_size, root, augmented_copies=0, augment_seed=0):
     from prn_jax import geometry  # imports JAX: keep it out of module import
     self.model = geometry.load_face_model(bfm_path, uv_path)
     self.raster = geometry.build_uv_raster(self.model.uv, self.model.full_triangles, map_size)
     self.size, self.root = map_size, Path(root)
+    self.copies, self.augment_seed = augmented_copies, augment_seed
+    self._augment = None
 
   def __call__(self, pairs) -> tuple[list, list]:
     """[(image, mat)] -> ([(key, example)], [FormatError]) for the valid / invalid pairs."""
@@ -159,14 +186,59 @@ class ExampleMaker:
           continue
         file_id = image_path.relative_to(self.root).with_suffix('').as_posix()
         crop_pixels = formats.crop_image(pixels, transform, self.size)
+        fields = {'pose': fit.pose, 'shape': fit.shape_para, 'expression': fit.exp_para,
+                  'image_height': np.int32(height)}
         examples.append((file_id, {
             'image': formats.jpeg_bytes(crop_pixels, JPEG_QUALITY),
             'position_map': encoded,
             'landmarks': kpt.astype(np.float32),
-            'pose': fit.pose, 'shape': fit.shape_para, 'expression': fit.exp_para,
             'crop_transform': np.asarray(transform, np.float32),
-            'file_id': file_id,
+            'file_id': file_id, **fields,
         }))
+        if self.copies:
+          copies, copy_problems = self._augmented(file_id, crop_pixels, pos, kpt, transform,
+                                                  fields, mat_path)
+          examples += copies
+          problems += copy_problems
+    return examples, problems
+
+  def _augmented(self, file_id, crop_pixels, pos, landmarks, transform, fields, mat_path):
+    """The K augmented copies of one example: ([(key, example)], [FormatError])."""
+    import jax
+    from prn_jax import augment
+    if self._augment is None:
+      self._augment = jax.jit(functools.partial(augment.augmented_copies,
+                                                params=augment.AugmentParams()))
+    key = jax.random.fold_in(jax.random.PRNGKey(self.augment_seed),
+                             zlib.crc32(file_id.encode()) & 0x7FFFFFFF)
+    args = (key, crop_pixels, pos.astype(np.float32), landmarks.astype(np.float32))
+    draws = np.arange(self.copies, dtype=np.int32)
+    copies = jax.device_get(self._augment(*args, draws))
+    examples, problems = [], []
+    for copy in range(self.copies):
+      image, pos_map, marks, similarity = (x[copy] for x in copies)
+      for attempt in range(1, MAX_REDRAWS + 1):  # a map beyond the storable range: redraw
+        try:
+          encoded = formats.encode_position_map(pos_map)
+          break
+        except ValueError as error:
+          reason = str(error)
+        redraw = np.array([copy + attempt * self.copies], np.int32)
+        image, pos_map, marks, similarity = (x[0] for x in jax.device_get(
+            self._augment(*args, redraw)))
+      else:
+        problems.append(formats.FormatError(
+            mat_path, f'position_map (augmented copy {copy})', f'{MAX_REDRAWS} draws: {reason}'))
+        continue
+      copy_id = f'{file_id}#aug{copy}'
+      examples.append((copy_id, {
+          'image': formats.jpeg_bytes(image, JPEG_QUALITY),
+          'position_map': encoded,
+          'landmarks': marks,
+          'crop_transform': (similarity.astype(np.float64)
+                             @ np.asarray(transform, np.float64)).astype(np.float32),
+          'file_id': copy_id, **fields,
+      }))
     return examples, problems
 
 
@@ -209,8 +281,9 @@ class Prn300wLp(tfds.core.GeneratorBasedBuilder):
   """
 
   name = 'prn_300w_lp'
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Position maps from 300W-LP fits (face3d conventions).'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Position maps from 300W-LP fits (face3d conventions).',
+                   '1.1.0': 'image_height field; size{S}_aug{K} offline augmented configs.'}
   BUILDER_CONFIGS = _configs()
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put 300W_LP/ (Zhu et al. 2016: AFW, HELEN, IBUG, LFPW and their _Flip folders) in the manual
@@ -248,6 +321,7 @@ class Prn300wLp(tfds.core.GeneratorBasedBuilder):
             'shape': tfds.features.Tensor(shape=(None,), dtype=np.float32),
             'expression': tfds.features.Tensor(shape=(None,), dtype=np.float32),
             'crop_transform': tfds.features.Tensor(shape=(3, 3), dtype=np.float32),
+            'image_height': tfds.features.Tensor(shape=(), dtype=np.int32),
             'file_id': tfds.features.Text(),
         }),
         homepage='http://www.cbsr.ia.ac.cn/users/xiangyuzhu/projects/3DDFA/main.htm',
@@ -260,7 +334,8 @@ class Prn300wLp(tfds.core.GeneratorBasedBuilder):
     pairs, counts, problems = list_sources(root, self.builder_config.include_flip)
     self.build_report = BuildReport(images_per_folder=counts)
     self._handle(problems)
-    maker_args = (*paths, self.builder_config.map_size, root)
+    config = self.builder_config
+    maker_args = (*paths, config.map_size, root, config.augmented_copies, config.augment_seed)
     return {'train': self._generate_examples(pairs, maker_args)}
 
   def _handle(self, problems):

@@ -5,8 +5,9 @@ from prn_jax.geometry.crop import (apply_similarity, box_from_keypoints, crop_ce
                                    crop_vertices, similarity_scale, uncrop)
 from prn_jax.geometry.face_model import (FaceModel, load_face_model, save_face_model,
                                          validate_face_model)
-from prn_jax.geometry.ground_truth import (fit_to_crop_vertices, fit_to_position_maps,
-                                           make_fit_to_position_maps_jax)
+from prn_jax.geometry.ground_truth import (FitRenderArrays, fit_render_arrays, fit_to_crop_vertices,
+                                           fit_to_position_maps, make_fit_to_position_maps_jax,
+                                           position_maps_from_fits)
 from prn_jax.geometry.mesh_io import (landmarks_from_position_map, mesh_from_position_map,
                                       sample_image_colors, sample_position_map,
                                       vertices_from_position_map, write_obj,

@@ -7,7 +7,10 @@ matrix + offset per sample; the raster is precomputed (`uv_raster.build_uv_raste
 """
 
 import functools
+import math
+from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,6 +130,62 @@ def make_fit_to_position_maps_jax(model, raster, image_height, crop_scale=crop.T
     return uv_raster.render_position_maps_jax(vertices, ids, weights, raster.size), transform
 
   return fit_to_maps
+
+
+class FitRenderArrays(NamedTuple):
+  """The model and the dense UV raster at size S as arrays (a pytree), for
+  `position_maps_from_fits` on a device: mean (n, 3), shape_basis (n, 3, ks), exp_basis
+  (n, 3, ke) float32 model units; vertex_ids (S*S, 3) int32, weights (S*S, 3) float32 (zero
+  outside the mask)."""
+
+  mean: Any
+  shape_basis: Any
+  exp_basis: Any
+  vertex_ids: Any
+  weights: Any
+
+  @property
+  def size(self) -> int:
+    """S, from the static shape of the raster."""
+    return math.isqrt(self.vertex_ids.shape[0])
+
+
+def fit_render_arrays(model, raster) -> FitRenderArrays:
+  """numpy `FitRenderArrays` of a FaceModel and its UVRaster (place them with jax.device_put)."""
+  ids, weights = raster.dense()
+  return FitRenderArrays(model.mean.astype(np.float32), model.shape_basis.astype(np.float32),
+                         model.exp_basis.astype(np.float32), ids, weights)
+
+
+def position_maps_from_fits(arrays: FitRenderArrays, pose_para, shape_para, exp_para,
+                            crop_transform, image_height):
+  """Ground truth on the device: stored fits + crop transforms -> position maps (JAX, jit-able).
+
+  The same chain as the prn_300w_lp builder (synthesis, 3DDFA pose, y flip, the stored crop
+  similarity with z times its scale, z -= min z over all vertices, UV raster), but the crop
+  comes from the record instead of being recomputed, so a new map size or UV layout needs
+  only new `arrays`.
+
+  Args:
+    arrays: `FitRenderArrays` (S = arrays.size).
+    pose_para (B, 7), shape_para (B, ks), exp_para (B, ke): the fit (`Pose_Para`, ...).
+    crop_transform: (B, 3, 3) image pixels -> crop pixels. image_height: (B,) pixels.
+  Returns:
+    (B, S, S, 3) float32 crop pixels, zero outside the mask.
+  """
+  batch = pose_para.shape[0]
+  chex.assert_shape(pose_para, (batch, 7))
+  chex.assert_shape(shape_para, (batch, arrays.shape_basis.shape[-1]))
+  chex.assert_shape(exp_para, (batch, arrays.exp_basis.shape[-1]))
+  chex.assert_shape(crop_transform, (batch, 3, 3))
+  chex.assert_shape(image_height, (batch,))
+  vertices = pose.synthesize_vertices(arrays.mean, arrays.shape_basis, arrays.exp_basis,
+                                      jnp.asarray(shape_para), jnp.asarray(exp_para))
+  camera = pose.transform_vertices(vertices, jnp.asarray(pose_para, jnp.float32))
+  image = pose.to_image(camera, jnp.asarray(image_height, jnp.float32)[:, None])
+  cropped = crop.crop_vertices(image, jnp.asarray(crop_transform, jnp.float32))
+  return uv_raster.render_position_maps_jax(cropped, arrays.vertex_ids, arrays.weights,
+                                            arrays.size)
 
 
 class GroundTruthRenderer:
