@@ -53,10 +53,19 @@ def build(synth_dir: Path, tfds_dir: Path, size: int, workers: int, source: dict
     if tfds_dir.exists():
         shutil.rmtree(tfds_dir)  # built from other synthetic data: rebuild, never mix
     args = argparse.Namespace(data_dir=tfds_dir, manual_dir=synth_dir, model=synth_dir / "model",
-                              skip_invalid=False, map_size=size, flip=True, workers=workers)
+                              skip_invalid=False, map_size=size, flip=True, augmented_copies=0,
+                              workers=workers)
     for name in ("prn_300w_lp", "aflw2000_3d"):
         build_lib.build_dataset(name, args)
     stamp.write_text(json.dumps(source))
+
+
+def builder_versions() -> list[str]:
+    """The two builders' versions: a new version (new record fields) means a rebuild."""
+    from datasets.aflw2000_3d import Aflw20003d
+    from datasets.prn_300w_lp import Prn300wLp
+
+    return [str(Prn300wLp.VERSION), str(Aflw20003d.VERSION)]
 
 
 def run(args) -> int:
@@ -78,7 +87,8 @@ def run(args) -> int:
 
     t0 = _stage(f"2/4 tfds datasets -> {tfds_dir}")
     build(synth_dir, tfds_dir, config.image_size, args.workers,
-          {"num": args.num, "test_num": args.test_num, "seed": args.seed, "size": config.image_size})
+          {"num": args.num, "test_num": args.test_num, "seed": args.seed, "size": config.image_size,
+           "versions": builder_versions()})
     _done(t0)
 
     t0 = _stage(f"3/4 training -> {run_dir}")
