@@ -20,10 +20,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.batch_size = 16
     c.bn_momentum = 0.9             # moving statistics must settle within a few hundred steps
     c.learning_rate = 1e-3          # short run: the paper's 1e-4 needs ~100x more steps
-    c.lr_decay_epochs = 5
-    c.num_epochs = 12               # 900 steps of batch 16 over 1,200 synthetic crops
-    c.augment.rotation_deg = 20.0   # milder than the paper's 45 for a few-minute run
-    c.augment.occlusion_prob = 0.25
+    c.lr_decay_epochs = 20          # one halving, at step 1,500 (BUILD_NOTES: halving every 5
+                                    # epochs stalled this short run at ~11% NME)
+    c.num_epochs = 30               # 2,250 steps of batch 16 over 1,200 synthetic crops
+    # Off for this few-minute run: with the paper's augmentation (even milder) the width-8 net
+    # stays at ~11% NME after 2,250 steps, without it 8.8% (BUILD_NOTES, issue 7). Long runs
+    # (configs/paper.py) keep it on.
+    c.augment.enabled = False
     c.data.source = "tfds"
     c.data.builder_config = "size64"
     c.log_every_steps = 25
