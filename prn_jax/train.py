@@ -3,7 +3,8 @@
 The step runs per device under `jax.pmap(axis_name="batch")` on batches shaped
 (devices, per-device batch, ...); gradients, loss metrics and BatchNorm statistics are
 `pmean`'d over "batch", so every device holds identical state. The state stays unreplicated
-(`in_axes=(None, 0)`, `out_axes=None`) and is donated.
+(`in_axes=(None, 0, None, None)` for state, batch, weight map, geometry; `out_axes=None`) and
+is donated.
 
 Batch interface (what every input pipeline yields):
   {"image":   (D, B, S, S, 3) float32 in [0, 1] (or uint8 0..255),
