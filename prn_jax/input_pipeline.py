@@ -46,22 +46,12 @@ import numpy as np
 
 from prn_jax import formats
 
-DATA_DEFAULTS = {
-    "dir": "",                   # tfds data dir ('' = tfds' default, ~/tensorflow_datasets)
-    "builder": "prn_300w_lp",    # tfds dataset name
-    "builder_config": "",        # '' = f"size{config.image_size}"
-    "split": "train",
-    "num_threads": 2,            # grain read threads (per worker): batches read and decoded at once
-    "worker_count": 0,           # grain worker processes; 0 = decode in threads of this process
-    "prefetch_batches": 2,       # batches read ahead per worker (at least num_threads)
-    "maps_on_device": False,     # send fit parameters instead of stored position maps
-}
 PARAM_FIELDS = ("pose", "shape", "expression", "crop_transform", "image_height")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
-    """The `config.data` fields this module reads (`DATA_DEFAULTS` fill absent ones)."""
+    """The `config.data` fields this module reads (defaults and comments: configs/paper.py)."""
 
     dir: str
     builder: str
@@ -75,7 +65,10 @@ class DataSettings:
     @classmethod
     def from_config(cls, config: Any) -> DataSettings:
         data = config["data"] if "data" in config else {}
-        values = {k: (data[k] if k in data else v) for k, v in DATA_DEFAULTS.items()}
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+        if missing:
+            raise ValueError(f"config.data lacks {', '.join(missing)} (configs/paper.py sets them all)")
+        values = {f.name: data[f.name] for f in dataclasses.fields(cls)}
         if not values["builder_config"]:
             values["builder_config"] = f"size{config['image_size']}"
         for key, least in (("num_threads", 1), ("worker_count", 0), ("prefetch_batches", 1)):
