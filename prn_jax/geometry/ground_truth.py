@@ -6,7 +6,6 @@ one gather: pose, flip and crop are all affine, so they are composed into a sing
 matrix + offset per sample; the raster is precomputed (`uv_raster.build_uv_raster`).
 """
 
-import functools
 import math
 from typing import Any, NamedTuple
 
@@ -108,30 +107,6 @@ def _composed_affine(model_keypoints, pose_para, image_height, out_size, crop_sc
   return linear, offset, transform.astype(np.float32)
 
 
-def make_fit_to_position_maps_jax(model, raster, image_height, crop_scale=crop.TRAIN_SCALE,
-                                  device=None):
-  """A jitted JAX `(shape_para, exp_para, pose_para) -> (maps, transforms)`.
-
-  The model arrays and the dense raster are placed on `device` once and closed over.
-  Inputs (B, ks), (B, ke), (B, 7); outputs (B, S, S, 3) float32, (B, 3, 3) float32.
-  """
-  ids, weights = raster.dense()
-  put = functools.partial(jax.device_put, device=device)
-  arrays = {name: put(getattr(model, name))
-            for name in ('mean', 'shape_basis', 'exp_basis', 'kpt_ind')}
-  ids, weights = put(ids), put(weights)
-
-  @jax.jit
-  def fit_to_maps(shape_para, exp_para, pose_para):
-    vertices, transform = fit_to_crop_vertices(
-        arrays['mean'], arrays['shape_basis'], arrays['exp_basis'], arrays['kpt_ind'],
-        jnp.asarray(shape_para, jnp.float32), jnp.asarray(exp_para, jnp.float32),
-        jnp.asarray(pose_para, jnp.float32), image_height, raster.size, crop_scale)
-    return uv_raster.render_position_maps_jax(vertices, ids, weights, raster.size), transform
-
-  return fit_to_maps
-
-
 class FitRenderArrays(NamedTuple):
   """The model and the dense UV raster at size S as arrays (a pytree), for
   `position_maps_from_fits` on a device: mean (n, 3), shape_basis (n, 3, ks), exp_basis
@@ -155,6 +130,29 @@ def fit_render_arrays(model, raster) -> FitRenderArrays:
   ids, weights = raster.dense()
   return FitRenderArrays(model.mean.astype(np.float32), model.shape_basis.astype(np.float32),
                          model.exp_basis.astype(np.float32), ids, weights)
+
+
+def make_fit_to_position_maps_jax(model, raster, image_height, crop_scale=crop.TRAIN_SCALE,
+                                  device=None):
+  """A jitted JAX `(shape_para, exp_para, pose_para) -> (maps, transforms)`.
+
+  The model arrays and the dense raster are placed on `device` once and closed over.
+  Inputs (B, ks), (B, ke), (B, 7); outputs (B, S, S, 3) float32, (B, 3, 3) float32.
+  """
+  arrays = jax.device_put(fit_render_arrays(model, raster), device)
+  kpt_ind = jax.device_put(model.kpt_ind, device)
+
+  @jax.jit
+  def fit_to_maps(shape_para, exp_para, pose_para):
+    vertices, transform = fit_to_crop_vertices(
+        arrays.mean, arrays.shape_basis, arrays.exp_basis, kpt_ind,
+        jnp.asarray(shape_para, jnp.float32), jnp.asarray(exp_para, jnp.float32),
+        jnp.asarray(pose_para, jnp.float32), image_height, raster.size, crop_scale)
+    maps = uv_raster.render_position_maps_jax(vertices, arrays.vertex_ids, arrays.weights,
+                                              raster.size)
+    return maps, transform
+
+  return fit_to_maps
 
 
 def position_maps_from_fits(arrays: FitRenderArrays, pose_para, shape_para, exp_para,
