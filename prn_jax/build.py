@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from prn_jax import cli
+
 DATASETS = ('prn_300w_lp', 'aflw2000_3d')
 
 
@@ -96,19 +98,12 @@ def add_arguments(parser) -> None:
 
 
 def register(subparsers) -> None:
-  """Adds the `build` command to a `prn-jax` argparse subparsers object."""
-  parser = subparsers.add_parser('build', help='prepare the tfds datasets (array_record)',
-                                 description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-  add_arguments(parser)
-  parser.set_defaults(func=run)
+  cli.add_command(subparsers, 'build', __doc__, add_arguments, run,
+                  help='prepare the tfds datasets (array_record)')
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='prn-jax build', description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  add_arguments(parser)
-  return run(parser.parse_args(argv))
+  return cli.run_command('build', argv)
 
 
 if __name__ == '__main__':

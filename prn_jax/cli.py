@@ -12,6 +12,20 @@ COMMAND_MODULES = ("prn_jax.main_job", "prn_jax.synth.cli", "prn_jax.build", "pr
                    "prn_jax.show_batch", "prn_jax.predict", "prn_jax.tf_import")
 
 
+def add_command(subparsers, name: str, description: str, add_arguments, run, *, help: str) -> None:
+    """Registers `prn-jax NAME`: `add_arguments(parser)` defines its arguments, `run(args)` runs it
+    (with `args.overrides`, the --config.FIELD=VALUE arguments, set by `main`)."""
+    parser = subparsers.add_parser(name, help=help, description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run_command(name: str, argv: list[str] | None = None) -> int:
+    """`prn-jax NAME ARGV...` (ARGV default: sys.argv[1:]): a module's standalone entry point."""
+    return main([name, *(sys.argv[1:] if argv is None else argv)])
+
+
 def _train(args) -> int:
     from prn_jax import configuration, distributed, train
 

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.spatial import cKDTree
 
-from prn_jax import formats, metrics, report
+from prn_jax import cli, formats, metrics, report
 from prn_jax import model as model_lib
 from prn_jax.geometry import crop, mesh_io, uv_assets as uv_assets_lib, uv_raster
 from prn_jax.geometry import face_model as fm
@@ -686,17 +686,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    """Adds `eval` to a `prn-jax` subparsers object."""
-    parser = subparsers.add_parser("eval", help="evaluate a checkpoint on AFLW2000-3D (metrics.json, "
-                                                "Table-1 markdown, CED plots)")
-    add_arguments(parser)
-    parser.set_defaults(func=lambda args, overrides=(): run(args))
+    cli.add_command(subparsers, "eval", __doc__.split("\n\n")[0], add_arguments, run,
+                    help="evaluate a checkpoint on AFLW2000-3D (metrics.json, Table-1 markdown, "
+                         "CED plots)")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="prn-jax eval", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return cli.run_command("eval", argv)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
+from prn_jax import cli
+
 
 def _stage(name: str) -> float:
     print(f"\n=== {name} ===", flush=True)
@@ -133,8 +135,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("main", help="the whole job on the embedded default",
-                                   description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    parser.set_defaults(func=run)
+    cli.add_command(subparsers, "main", __doc__, add_arguments, run,
+                    help="the whole job on the embedded default")

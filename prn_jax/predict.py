@@ -47,7 +47,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from prn_jax import metrics
+from prn_jax import cli, metrics
 from prn_jax.geometry import crop, mesh_io, uv_assets as uv_assets_lib
 
 PredictFn = Callable[[np.ndarray], np.ndarray]  # (B, S, S, 3) [0, 1] crops -> (B, S, S, 3) crop-pixel maps
@@ -411,17 +411,13 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
 
 
 def register(subparsers) -> None:
-    """Adds `predict` to a `prn-jax` subparsers object."""
-    parser = subparsers.add_parser("predict", help="position map, landmarks, mesh, head pose and overlay "
-                                                   "for images (from a run or imported weights)")
-    add_arguments(parser)
-    parser.set_defaults(func=lambda args, overrides=(): run(args))
+    cli.add_command(subparsers, "predict", __doc__.split("\n\n")[0], add_arguments, run,
+                    help="position map, landmarks, mesh, head pose and overlay for images (from "
+                         "a run or imported weights)")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="prn-jax predict", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return cli.run_command("predict", argv)
 
 
 # ------------------------------------------------------------------------------ benchmark

@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from prn_jax import cli
 
 TILE = 256
 DOT_RADIUS = 2
@@ -136,23 +137,12 @@ def add_arguments(parser) -> None:
 
 
 def register(subparsers) -> None:
-    """Adds the `show-batch` command to a `prn-jax` argparse subparsers object."""
-    parser = subparsers.add_parser("show-batch", help="PNG grid of augmented training examples",
-                                   description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    parser.set_defaults(func=run)
+    cli.add_command(subparsers, "show-batch", __doc__, add_arguments, run,
+                    help="PNG grid of augmented training examples")
 
 
 def main(argv=None) -> int:
-    """Standalone entry (the `prn-jax` CLI collects --config.FIELD=VALUE the same way)."""
-    parser = argparse.ArgumentParser(prog="prn-jax show-batch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args([a for a in argv if not a.startswith("--config.")])
-    args.overrides = [a for a in argv if a.startswith("--config.")]
-    return run(args)
+    return cli.run_command("show-batch", argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from typing import Mapping
 import jax
 import numpy as np
 
-from prn_jax import model as model_lib
+from prn_jax import cli, model as model_lib
 
 SCOPE = "resfcn256/"
 _OPTIMIZER_SLOTS = ("Adam", "Adam_1")
@@ -184,17 +184,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    """Adds `import-weights` to a `prn-jax` subparsers object."""
-    parser = subparsers.add_parser("import-weights", help="convert PRNet's released TensorFlow checkpoint "
-                                                          "to a prn-jax weights file (needs prn-jax[tf])")
-    add_arguments(parser)
-    parser.set_defaults(func=lambda args, overrides=(): run(args))
+    cli.add_command(subparsers, "import-weights", __doc__.split("\n\n")[0], add_arguments, run,
+                    help="convert PRNet's released TensorFlow checkpoint to a prn-jax weights "
+                         "file (needs prn-jax[tf])")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="prn-jax import-weights", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return cli.run_command("import-weights", argv)
 
 
 if __name__ == "__main__":

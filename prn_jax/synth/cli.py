@@ -8,6 +8,7 @@ with --contact-sheet, OUT/contact_sheet.png. Rerunning resumes; equal seeds give
 import argparse
 from pathlib import Path
 
+from prn_jax import cli
 from prn_jax.synth import contact_sheet
 from prn_jax.synth import datasets
 from prn_jax.synth import face_generator
@@ -47,19 +48,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-  """Adds the `synth` command to a `prn-jax` argparse subparsers object."""
-  parser = subparsers.add_parser('synth', help='write the procedural model and synthetic sets',
-                                 description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-  add_arguments(parser)
-  parser.set_defaults(func=run)
+  cli.add_command(subparsers, 'synth', __doc__, add_arguments, run,
+                  help='write the procedural model and synthetic sets')
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='prn-jax synth', description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  add_arguments(parser)
-  return run(parser.parse_args(argv))
+  return cli.run_command('synth', argv)
 
 
 if __name__ == '__main__':
