@@ -19,6 +19,7 @@ augmentation's share of the train step.
 from __future__ import annotations
 
 import argparse
+import os
 import importlib
 import statistics
 import time
@@ -116,6 +117,8 @@ def bench_model(argv: list[str]) -> int:
     print(f"# prn-jax bench model: config {args.config} {overrides}, image {base.image_size}, width "
           f"{base.width}, global batch {base.batch_size}, backend {jax.default_backend()} "
           f"({jax.devices()[0].device_kind}), {args.repeats} repeats, medians")
+    print(f"# XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} GLIBC_TUNABLES="
+          f"{os.environ.get('GLIBC_TUNABLES', '')!r} (prn_jax.cpu_runtime)")
     rows = []
     for impl, dtype, aug in [(i, d, a) for i in impls for d in dtypes for a in augments]:
         config = configuration.load_config(args.config, overrides)

@@ -85,5 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> int:
+    """The `prn-jax` console script: the tuned CPU process settings (`cpu_runtime`), then `main`."""
+    if "jax" not in sys.modules:
+        from prn_jax import cpu_runtime
+
+        cpu_runtime.apply_or_reexec(sys.argv[1:])
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -81,7 +81,7 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
 
 def validate_config(config: ml_collections.ConfigDict, device_count: int) -> None:
     """Fail before any compilation on an impossible value, naming the field."""
-    from prn_jax import decoder_ops, loss
+    from prn_jax import conv_ops, decoder_ops, loss
 
     def need(ok: bool, field: str, why: str) -> None:
         if not ok:
@@ -94,6 +94,8 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
     need(config.dtype in DTYPES, "dtype", f"must be one of {DTYPES}")
     need(config.decoder_impl in decoder_ops.DECODER_IMPLS, "decoder_impl",
          f"must be one of {decoder_ops.DECODER_IMPLS}")
+    need(config.get("encoder_conv_impl", "xla") in conv_ops.CONV_IMPLS, "encoder_conv_impl",
+         f"must be one of {conv_ops.CONV_IMPLS}")
     need(config.loss in loss.LOSSES, "loss", f"unknown loss; choose from {loss.LOSSES}")
     ratios = tuple(config.weight_ratios)
     need(len(ratios) == loss.NUM_REGIONS and all(r >= 0 for r in ratios) and any(r > 0 for r in ratios),

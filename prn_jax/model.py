@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from prn_jax import decoder_ops
+from prn_jax import conv_ops, decoder_ops
 
 # (channels, stride) for the 10 residual blocks and the 17 transposed convolutions, at width 16.
 ENCODER_BLOCKS = ((2, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (16, 2), (16, 1), (32, 2), (32, 1))
@@ -46,13 +46,17 @@ def _batch_norm(train: bool, dtype, axis_name: str | None, momentum: float) -> n
 
 
 class ConvBN(nn.Module):
-    """TF-SAME convolution without bias (kernel (k, k, in, out)), optional BatchNorm and ReLU."""
+    """TF-SAME convolution without bias (kernel (k, k, in, out)), optional BatchNorm and ReLU.
+
+    `conv_impl` is one of `conv_ops.CONV_IMPLS`: same function, different gradient formulation.
+    """
 
     features: int
     kernel: int
     stride: int = 1
     bn: bool = True
     relu: bool = True
+    conv_impl: str = "xla"
     train: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
@@ -62,9 +66,8 @@ class ConvBN(nn.Module):
     def __call__(self, x):
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (self.kernel, self.kernel, x.shape[-1], self.features), jnp.float32)
-        x = jax.lax.conv_general_dilated(x.astype(self.dtype), kernel.astype(self.dtype),
-                                         (self.stride, self.stride), "SAME",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = conv_ops.conv_same(x.astype(self.dtype), kernel.astype(self.dtype), self.stride,
+                               impl=self.conv_impl)
         if self.bn:
             x = _batch_norm(self.train, self.dtype, self.axis_name, self.bn_momentum)(x)
         return nn.relu(x) if self.relu else x
@@ -75,6 +78,7 @@ class ResBlock(nn.Module):
 
     features: int
     stride: int
+    conv_impl: str = "xla"
     train: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
@@ -82,7 +86,8 @@ class ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        kw = dict(train=self.train, dtype=self.dtype, axis_name=self.axis_name, bn_momentum=self.bn_momentum)
+        kw = dict(train=self.train, dtype=self.dtype, axis_name=self.axis_name,
+                  bn_momentum=self.bn_momentum, conv_impl=self.conv_impl)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.features:
             shortcut = ConvBN(self.features, 1, self.stride, bn=False, relu=False, name="shortcut", **kw)(x)
@@ -125,6 +130,7 @@ class ResFCN256(nn.Module):
     width: int = 16
     dtype: Any = jnp.float32
     decoder_impl: str = "reference"
+    encoder_conv_impl: str = "xla"
     axis_name: str | None = None
     bn_momentum: float = BN_MOMENTUM  # decay of the moving statistics (TF: 0.999)
 
@@ -137,7 +143,8 @@ class ResFCN256(nn.Module):
         x = images.astype(self.dtype)
         x = ConvBN(self.width, 4, 1, name="Conv", **kw)(x)
         for i, (mult, stride) in enumerate(ENCODER_BLOCKS):
-            x = ResBlock(self.width * mult, stride, name=_indexed("resBlock", i), **kw)(x)
+            x = ResBlock(self.width * mult, stride, conv_impl=self.encoder_conv_impl,
+                         name=_indexed("resBlock", i), **kw)(x)
         for i, (mult, stride) in enumerate(DECODER_LAYERS):
             last = i == len(DECODER_LAYERS) - 1
             x = ConvTransposeBN(3 if mult is None else self.width * mult, stride,
@@ -152,8 +159,10 @@ def _indexed(name: str, i: int) -> str:
 
 
 def build_model(config, axis_name: str | None = None) -> ResFCN256:
-    """The network for an ml_collections config (fields width, dtype, decoder_impl)."""
+    """The network for an ml_collections config (fields width, dtype, decoder_impl,
+    encoder_conv_impl; configs saved before encoder_conv_impl existed get "xla")."""
     return ResFCN256(width=config.width, dtype=jnp.dtype(config.dtype), decoder_impl=config.decoder_impl,
+                     encoder_conv_impl=config.get("encoder_conv_impl", "xla"),
                      axis_name=axis_name, bn_momentum=config.get("bn_momentum", BN_MOMENTUM))
 
 

@@ -8,6 +8,10 @@ import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The XLA flag of `prn-jax`'s tuned CPU settings (its glibc setting comes from scripts/test.sh).
+from prn_jax import cpu_runtime  # noqa: E402
+
+os.environ["XLA_FLAGS"] = cpu_runtime.tuned_environment(os.environ)["XLA_FLAGS"]
 
 
 import jax  # noqa: E402  (after XLA_FLAGS)
