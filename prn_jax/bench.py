@@ -19,8 +19,8 @@ augmentation's share of the train step.
 from __future__ import annotations
 
 import argparse
-import os
 import importlib
+import os
 import statistics
 import time
 
@@ -32,7 +32,8 @@ SUITES = {"decoder": "prn_jax.bench_decoder", "augment": "prn_jax.bench_augment"
           "ground-truth": "prn_jax.geometry.bench_ground_truth", "input": "prn_jax.input_pipeline"}
 
 
-def _median_time(fn, repeats: int) -> float:
+def median_time(fn, repeats: int) -> float:
+    """Median wall seconds of `repeats` calls of `fn` (its result waited for); no warm-up."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -66,7 +67,7 @@ def bench_variant(config, repeats: int, forward_batch: int, peak_tflops: float |
     jax.block_until_ready(step())
     train_compile = time.perf_counter() - t0
     step()  # warm-up
-    train_s = _median_time(step, repeats) / k
+    train_s = median_time(step, repeats) / k
 
     model = model_lib.build_model(config)
     variables = {"params": holder["state"].params, "batch_stats": holder["state"].batch_stats}
@@ -80,7 +81,7 @@ def bench_variant(config, repeats: int, forward_batch: int, peak_tflops: float |
         compiled = fwd.lower(variables, x).compile()
         out[f"forward_{name}_compile_s"] = time.perf_counter() - t0
         jax.block_until_ready(compiled(variables, x))
-        out[f"forward_{name}_s"] = _median_time(lambda: compiled(variables, x), repeats)
+        out[f"forward_{name}_s"] = median_time(lambda: compiled(variables, x), repeats)
         if b == 1:
             out["forward_flops_per_example"] = _flops(compiled)
     out[f"forward_b{forward_batch}_images_per_s"] = forward_batch / out[f"forward_b{forward_batch}_s"]

@@ -18,7 +18,6 @@ executable's cost analysis, and time ratios against "reference" measured in the 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from typing import Callable, Sequence
 
@@ -26,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prn_jax.bench import median_time
 from prn_jax.decoder_ops import DECODER_IMPLS, conv_transpose_tf
 
 KERNEL_SIZE = 4
@@ -86,12 +86,7 @@ def decoder_apply(
 def _time(fn: Callable[[], object], repeats: int) -> float:
     """Median seconds of `repeats` calls after one warm-up call."""
     jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(fn, repeats)
 
 
 def _compile(fn, *args):

@@ -27,7 +27,8 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 def no_compilation_cache():
     """Write nothing to the persistent cache during a test: serialising the executable of the
     augmented 2-device train step aborted the interpreter (SIGABRT in put/get_executable_and_time,
-    seen three times with jax 0.10.2 on CPU). (`jax_enable_compilation_cache` is read once per
+    seen three times with jax 0.10.2 on CPU), and so did the float64 scanned train step of
+    test_steps_per_dispatch_equals_single_steps once XLA's YNNPACK fusions were off (2026-11-29). (`jax_enable_compilation_cache` is read once per
     process, so the write threshold is what can be changed here; with nothing written, the
     fresh cache directory never holds such an entry to read back.)"""
     before = jax.config.jax_persistent_cache_min_compile_time_secs

@@ -156,7 +156,7 @@ def test_bfloat16_loss_curve_tracks_float32(tmp_path: Path):
     np.testing.assert_allclose(curves["bfloat16"], curves["float32"], rtol=0.05)
 
 
-def test_steps_per_dispatch_equals_single_steps(tmp_path: Path, monkeypatch):
+def test_steps_per_dispatch_equals_single_steps(tmp_path: Path, monkeypatch, no_compilation_cache):
     """k steps scanned in one dispatch compute the same updates as k dispatches (checked in
     float64 compute: in float32 the two programs' different fusion gives ~1e-2 relative noise in
     the tiny net's gradients, see test_pmap_over_8_devices_equals_one_device)."""
