@@ -8,10 +8,9 @@ import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# The XLA flag of `prn-jax`'s tuned CPU settings (its glibc setting comes from scripts/test.sh).
-from prn_jax import cpu_runtime  # noqa: E402
-
-os.environ["XLA_FLAGS"] = cpu_runtime.tuned_environment(os.environ)["XLA_FLAGS"]
+# In-process tests run with jaxlib's default CPU settings, not `prn-jax`'s tuned ones
+# (prn_jax/cpu_runtime.py): with YNNPACK fusions off, jax 0.10.2 crashed (SIGABRT, SIGSEGV) while
+# writing train-step executables to the persistent compilation cache used below.
 
 
 import jax  # noqa: E402  (after XLA_FLAGS)
