@@ -46,14 +46,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--torch-envs", default=",".join(TORCH_ENVS))
-    parser.add_argument("--cache-dir", default="/tmp/prn_jax_bench_cache",
-                        help="prn-jax compilation cache (compiles once, not every round)")
+    parser.add_argument("--encoder-conv-impl", default="fast_grad",
+                        help="prn-jax encoder_conv_impl (the 2026-11-29 numbers: fast_grad)")
     args = parser.parse_args()
     torch_cmd = [args.torch_python, "benchmarks/torch_prnet_cpu.py", "--size", str(args.size),
                  "--batch", "16", "--steps", "3"]
     jax_cmd = [args.prn_jax, "bench", "--config", "paper", "--repeats", "3", "--forward-batch", "1",
                "--config.data.source=generated", f"--config.image_size={args.size}",
-               f"--config.compilation_cache_dir={args.cache_dir}"]
+               f"--config.encoder_conv_impl={args.encoder_conv_impl}"]
     times: dict[str, list[float]] = {}
     for r in range(args.rounds):
         for name in args.torch_envs.split(","):

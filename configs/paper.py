@@ -18,8 +18,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.bn_momentum = 0.999           # BatchNorm moving-statistics decay (TF default)
     c.decoder_impl = "subpixel"     # reference | flipped_conv | subpixel: same function, same
                                     # parameters (prn_jax.decoder_ops); subpixel is fastest
-    c.encoder_conv_impl = "fast_grad"  # xla | fast_grad: same function; fast_grad computes the
-                                    # stride-2 input gradients by sub-pixel (prn_jax.conv_ops)
+    c.encoder_conv_impl = "xla"     # xla | fast_grad: same function; fast_grad computes the
+                                    # stride-2 input gradients by sub-pixel (prn_jax.conv_ops),
+                                    # ~1 s/step faster on CPU, but jax 0.10.2 crashed writing its
+                                    # train step to a persistent compilation cache (BUILD_NOTES #9)
     # Loss (REFERENCE.md section 3).
     c.loss = "weighted_l2"          # weighted_l2 | euclidean | l1
     c.weight_ratios = (16.0, 4.0, 3.0, 0.0)  # keypoints : eyes/nose/mouth : face : neck
