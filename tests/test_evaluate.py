@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 
-from prn_jax import evaluate, metrics
+from prn_jax import evaluate
 from prn_jax.geometry import crop, mesh_io
 from prn_jax.geometry import uv_assets as uv_assets_lib
 
