@@ -16,7 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.width = 16                    # base width; 16 gives 13,353,618 parameters
     c.dtype = "float32"             # compute dtype: float32 or bfloat16 (params stay float32)
     c.bn_momentum = 0.999           # BatchNorm moving-statistics decay (TF default)
-    c.bn_fast_variance = False      # True: batch variance as E[x^2] - E[x]^2 in one pass, ~15%
+    c.bn_fast_variance = False      # True: batch variance as E[x^2] - E[x]^2 in one pass, 2-13%
                                     # faster CPU step, but float32 cancellation where a channel's
                                     # variance is tiny against its mean (small per-device batches
                                     # at the 8x8 bottleneck); BUILD_NOTES #9

@@ -24,6 +24,9 @@ import sys
 from typing import Mapping
 
 XLA_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
+# Compile options for programs that run once (initialisation): LLVM at -O0 compiled the train
+# state's init program in ~4 s instead of 19-25 s at XLA's default -O3 (BUILD_NOTES, issue 9).
+RUN_ONCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 _APPLIED_MARK = "PRN_JAX_CPU_DEFAULTS"
 

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prn_jax import augment, configuration, generated_data, loss as loss_lib, model as model_lib
+from prn_jax import augment, configuration, cpu_runtime, generated_data, loss as loss_lib, model as model_lib
 from prn_jax.checkpointing import Checkpointer
 from prn_jax.geometry import ground_truth
 
@@ -189,7 +189,8 @@ class Trainer:
         sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
         lowered = jax.jit(lambda: create_train_state(self.config, self.model, self.tx),
                           out_shardings=sharding).lower()
-        options = {"xla_backend_optimization_level": 0} if self.devices[0].platform == "cpu" else None
+        cpu = self.devices[0].platform == "cpu"
+        options = cpu_runtime.RUN_ONCE_COMPILER_OPTIONS if cpu else None
         return lowered.compile(compiler_options=options)()
 
     def place(self, tree):

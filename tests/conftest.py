@@ -9,8 +9,9 @@ import pytest
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # In-process tests run with jaxlib's default CPU settings, not `prn-jax`'s tuned ones
-# (prn_jax/cpu_runtime.py): with YNNPACK fusions off, jax 0.10.2 crashed (SIGABRT, SIGSEGV) while
-# writing train-step executables to the persistent compilation cache used below.
+# (prn_jax/cpu_runtime.py), so their programs stay those of the last green CI: jax 0.10.2 crashed
+# (SIGABRT, SIGSEGV) writing train-step executables to the persistent cache used below
+# (BUILD_NOTES, issue 9).
 
 
 import jax  # noqa: E402  (after XLA_FLAGS)
@@ -27,7 +28,8 @@ def no_compilation_cache():
     """Write nothing to the persistent cache during a test: serialising the executable of the
     augmented 2-device train step aborted the interpreter (SIGABRT in put/get_executable_and_time,
     seen three times with jax 0.10.2 on CPU), and so did the float64 scanned train step of
-    test_steps_per_dispatch_equals_single_steps once XLA's YNNPACK fusions were off (2026-11-29). (`jax_enable_compilation_cache` is read once per
+    test_steps_per_dispatch_equals_single_steps (2026-11-29, its encoder then "fast_grad").
+    (`jax_enable_compilation_cache` is read once per
     process, so the write threshold is what can be changed here; with nothing written, the
     fresh cache directory never holds such an entry to read back.)"""
     before = jax.config.jax_persistent_cache_min_compile_time_secs

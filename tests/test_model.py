@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from prn_jax import model as model_lib
+from prn_jax import cpu_runtime, model as model_lib
 
 PAPER_PARAMS = 13_353_618
 
@@ -34,7 +34,7 @@ def test_variables_map_one_to_one_onto_released_checkpoint(shared):
 def _init_compiled(net, key, size):
     """init_variables as one program compiled at -O0 (op by op it took ~1 min of the suite)."""
     lowered = jax.jit(lambda k: model_lib.init_variables(net, k, size)).lower(key)
-    return lowered.compile(compiler_options={"xla_backend_optimization_level": 0})(key)
+    return lowered.compile(compiler_options=cpu_runtime.RUN_ONCE_COMPILER_OPTIONS)(key)
 
 
 def test_output_shape_range_and_dtypes():
