@@ -16,10 +16,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.width = 16                    # base width; 16 gives 13,353,618 parameters
     c.dtype = "float32"             # compute dtype: float32 or bfloat16 (params stay float32)
     c.bn_momentum = 0.999           # BatchNorm moving-statistics decay (TF default)
-    c.bn_fast_variance = False      # True: batch variance as E[x^2] - E[x]^2 in one pass, 2-13%
-                                    # faster CPU step, but float32 cancellation where a channel's
-                                    # variance is tiny against its mean (small per-device batches
-                                    # at the 8x8 bottleneck); BUILD_NOTES #9
+    c.bn_impl = "fused"             # fused | flax | flax_fast_variance: BatchNorm + activation;
+                                    # fused: one op, hand-written gradient, single-pass float32
+                                    # statistics (prn_jax.batch_norm), fastest (BUILD_NOTES #9)
     c.decoder_impl = "subpixel"     # reference | flipped_conv | subpixel: same function, same
                                     # parameters (prn_jax.decoder_ops); subpixel is fastest
     c.encoder_conv_impl = "xla"     # xla | fast_grad: same function; fast_grad computes the

@@ -81,7 +81,7 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
 
 def validate_config(config: ml_collections.ConfigDict, device_count: int) -> None:
     """Fail before any compilation on an impossible value, naming the field."""
-    from prn_jax import conv_ops, decoder_ops, loss
+    from prn_jax import conv_ops, decoder_ops, loss, model
 
     def need(ok: bool, field: str, why: str) -> None:
         if not ok:
@@ -101,7 +101,9 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
     need(len(ratios) == loss.NUM_REGIONS and all(r >= 0 for r in ratios) and any(r > 0 for r in ratios),
          "weight_ratios", "needs 4 non-negative numbers, at least one positive")
     need(0 <= config.bn_momentum < 1, "bn_momentum", "must be in [0, 1)")
-    need(isinstance(config.get("bn_fast_variance", False), bool), "bn_fast_variance", "must be True or False")
+    need(config.get("bn_impl", "flax") in model.BN_IMPLS, "bn_impl", f"must be one of {model.BN_IMPLS}")
+    need(isinstance(config.get("bn_fast_variance", False), bool), "bn_fast_variance",
+         "must be True or False (configs saved before bn_impl)")
     need(config.l2_regularization >= 0, "l2_regularization", "must be >= 0")
     need(config.learning_rate > 0, "learning_rate", "must be > 0")
     need(config.lr_decay_epochs > 0, "lr_decay_epochs", "must be > 0")

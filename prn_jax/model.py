@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from prn_jax import conv_ops, decoder_ops
+from prn_jax import batch_norm, conv_ops, decoder_ops
 
 # (channels, stride) for the 10 residual blocks and the 17 transposed convolutions, at width 16.
 ENCODER_BLOCKS = ((2, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (16, 2), (16, 1), (32, 2), (32, 1))
@@ -35,19 +35,32 @@ def position_scale(image_size: int) -> float:
     return 1.1 * image_size
 
 
-def _batch_norm(train: bool, dtype, axis_name: str | None, momentum: float,
-                fast_variance: bool) -> nn.BatchNorm:
-    """BatchNorm with TF defaults; statistics pmean'd over `axis_name` when training on devices.
+BN_IMPLS = ("fused", "flax", "flax_fast_variance")
 
-    `fast_variance`: the batch variance as E[x^2] - E[x]^2, both means in one pass over the
-    activations, instead of E[(x - E[x])^2] (two passes). The same statistic, but it loses float32
-    digits where a channel's variance is small against its squared mean; on XLA CPU it made the
-    paper config's train step 2-13% faster (BUILD_NOTES, issue 9). Must be called inside a
-    compact method; the submodule is named "BatchNorm" as in TF.
+
+def _batch_norm_act(x, train: bool, dtype, axis_name: str | None, momentum: float, impl: str,
+                    activation: str):
+    """activation(BatchNorm(x)) with TF defaults; statistics pmean'd over `axis_name` when
+    training on devices. Must be called inside a compact method; the BatchNorm submodule is named
+    "BatchNorm" as in TF, with flax's variables whatever `impl`:
+
+    - "fused": `batch_norm.BatchNorm`, BatchNorm and activation as one op with a hand-written
+      gradient and single-pass float32 statistics (2 passes over the activations forward, 2
+      backward); the paper config's train step on CPU: see BUILD_NOTES, issue 9.
+    - "flax": `flax.linen.BatchNorm`, two-pass variance E[(x - E[x])^2], autodiff gradient.
+    - "flax_fast_variance": flax with the variance as E[x^2] - E[x]^2 in one pass; loses float32
+      digits where a channel's variance is small against its squared mean.
     """
-    return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=BN_EPSILON,
-                        dtype=dtype, param_dtype=jnp.float32, axis_name=axis_name,
-                        use_fast_variance=fast_variance, name="BatchNorm")
+    if impl == "fused":
+        return batch_norm.BatchNorm(use_running_average=not train, momentum=momentum,
+                                    epsilon=BN_EPSILON, dtype=dtype, axis_name=axis_name,
+                                    activation=activation, name="BatchNorm")(x)
+    if impl not in BN_IMPLS:
+        raise ValueError(f"BatchNorm implementation must be one of {BN_IMPLS}, got {impl!r}")
+    y = nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=BN_EPSILON,
+                     dtype=dtype, param_dtype=jnp.float32, axis_name=axis_name,
+                     use_fast_variance=impl == "flax_fast_variance", name="BatchNorm")(x)
+    return {"relu": nn.relu, "sigmoid": nn.sigmoid, "identity": lambda v: v}[activation](y)
 
 
 class ConvBN(nn.Module):
@@ -66,7 +79,7 @@ class ConvBN(nn.Module):
     dtype: Any = jnp.float32
     axis_name: str | None = None
     bn_momentum: float = BN_MOMENTUM
-    bn_fast_variance: bool = False
+    bn_impl: str = "fused"
 
     @nn.compact
     def __call__(self, x):
@@ -74,9 +87,10 @@ class ConvBN(nn.Module):
                             (self.kernel, self.kernel, x.shape[-1], self.features), jnp.float32)
         x = conv_ops.conv_same(x.astype(self.dtype), kernel.astype(self.dtype), self.stride,
                                impl=self.conv_impl)
+        activation = "relu" if self.relu else "identity"
         if self.bn:
-            x = _batch_norm(self.train, self.dtype, self.axis_name, self.bn_momentum,
-                            self.bn_fast_variance)(x)
+            return _batch_norm_act(x, self.train, self.dtype, self.axis_name, self.bn_momentum,
+                                   self.bn_impl, activation)
         return nn.relu(x) if self.relu else x
 
 
@@ -90,22 +104,20 @@ class ResBlock(nn.Module):
     dtype: Any = jnp.float32
     axis_name: str | None = None
     bn_momentum: float = BN_MOMENTUM
-    bn_fast_variance: bool = False
+    bn_impl: str = "fused"
 
     @nn.compact
     def __call__(self, x):
         kw = dict(train=self.train, dtype=self.dtype, axis_name=self.axis_name,
-                  bn_momentum=self.bn_momentum, bn_fast_variance=self.bn_fast_variance,
-                  conv_impl=self.conv_impl)
+                  bn_momentum=self.bn_momentum, bn_impl=self.bn_impl, conv_impl=self.conv_impl)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.features:
             shortcut = ConvBN(self.features, 1, self.stride, bn=False, relu=False, name="shortcut", **kw)(x)
         y = ConvBN(self.features // 2, 1, 1, name="Conv", **kw)(x)
         y = ConvBN(self.features // 2, 4, self.stride, name="Conv_1", **kw)(y)
         y = ConvBN(self.features, 1, 1, bn=False, relu=False, name="Conv_2", **kw)(y)
-        y = _batch_norm(self.train, self.dtype, self.axis_name, self.bn_momentum,
-                        self.bn_fast_variance)(y + shortcut)
-        return nn.relu(y)
+        return _batch_norm_act(y + shortcut, self.train, self.dtype, self.axis_name, self.bn_momentum,
+                               self.bn_impl, "relu")
 
 
 class ConvTransposeBN(nn.Module):
@@ -123,7 +135,7 @@ class ConvTransposeBN(nn.Module):
     dtype: Any = jnp.float32
     axis_name: str | None = None
     bn_momentum: float = BN_MOMENTUM
-    bn_fast_variance: bool = False
+    bn_impl: str = "fused"
 
     @nn.compact
     def __call__(self, x):
@@ -131,9 +143,8 @@ class ConvTransposeBN(nn.Module):
                             (4, 4, self.features, x.shape[-1]), jnp.float32)
         y = decoder_ops.conv_transpose_tf(x.astype(self.dtype), kernel.astype(self.dtype),
                                           self.stride, impl=self.impl)
-        y = _batch_norm(self.train, self.dtype, self.axis_name, self.bn_momentum,
-                        self.bn_fast_variance)(y)
-        return nn.sigmoid(y) if self.activation == "sigmoid" else nn.relu(y)
+        return _batch_norm_act(y, self.train, self.dtype, self.axis_name, self.bn_momentum,
+                               self.bn_impl, self.activation)
 
 
 class ResFCN256(nn.Module):
@@ -145,7 +156,7 @@ class ResFCN256(nn.Module):
     encoder_conv_impl: str = "xla"
     axis_name: str | None = None
     bn_momentum: float = BN_MOMENTUM  # decay of the moving statistics (TF: 0.999)
-    bn_fast_variance: bool = False     # one-pass batch variance (see _batch_norm)
+    bn_impl: str = "fused"             # one of BN_IMPLS (see _batch_norm_act)
 
     @nn.compact
     def __call__(self, images, train: bool = False):
@@ -153,7 +164,7 @@ class ResFCN256(nn.Module):
         if images.ndim != 4 or images.shape[2] != size or images.shape[3] != 3 or size % 32:
             raise ValueError(f"images must be (B, S, S, 3) with S divisible by 32, got {images.shape}")
         kw = dict(train=train, dtype=self.dtype, axis_name=self.axis_name, bn_momentum=self.bn_momentum,
-                  bn_fast_variance=self.bn_fast_variance)
+                  bn_impl=self.bn_impl)
         x = images.astype(self.dtype)
         x = ConvBN(self.width, 4, 1, name="Conv", **kw)(x)
         for i, (mult, stride) in enumerate(ENCODER_BLOCKS):
@@ -174,12 +185,16 @@ def _indexed(name: str, i: int) -> str:
 
 def build_model(config, axis_name: str | None = None) -> ResFCN256:
     """The network for an ml_collections config (fields width, dtype, decoder_impl,
-    encoder_conv_impl, bn_momentum, bn_fast_variance; configs saved before a field existed get
-    the behaviour of that time: "xla", 0.999, two-pass variance)."""
+    encoder_conv_impl, bn_momentum, bn_impl). Configs saved before a field existed get the
+    behaviour of that time: "xla", 0.999, and flax's BatchNorm (one-pass variance if their
+    `bn_fast_variance` was True)."""
+    bn_impl = config.get("bn_impl")
+    if bn_impl is None:
+        bn_impl = "flax_fast_variance" if config.get("bn_fast_variance", False) else "flax"
     return ResFCN256(width=config.width, dtype=jnp.dtype(config.dtype), decoder_impl=config.decoder_impl,
                      encoder_conv_impl=config.get("encoder_conv_impl", "xla"),
                      axis_name=axis_name, bn_momentum=config.get("bn_momentum", BN_MOMENTUM),
-                     bn_fast_variance=bool(config.get("bn_fast_variance", False)))
+                     bn_impl=bn_impl)
 
 
 def init_variables(model: ResFCN256, key: jax.Array, image_size: int) -> dict:
