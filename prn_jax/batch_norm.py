@@ -86,6 +86,21 @@ def _compute_dtype(x: jax.Array):
     return jnp.promote_types(x.dtype, jnp.float32)
 
 
+def _own_buffer(a: jax.Array, ok: jax.Array) -> jax.Array:
+    """`a`, computed into a buffer of its own on XLA CPU (unchanged elsewhere).
+
+    XLA's CPU fusion copies cheap elementwise producers into every consumer, so the transposes
+    in front of the kernel-gradient convolutions recompute BatchNorm in transposed order, ~3x
+    slower than transposing a buffer (BUILD_NOTES, issue 9). A conditional is a fusion boundary
+    XLA keeps when its branches differ: `ok` (False only when the statistics are NaN, and then
+    the network's output is NaN anyway) returns `a`, else NaNs. Not on GPU, where a conditional
+    would read its predicate back to the host.
+    """
+    if jax.default_backend() != "cpu":
+        return a
+    return lax.cond(ok, lambda v: v, lambda v: jnp.full_like(v, jnp.nan), a)
+
+
 def batch_statistics(x: jax.Array, axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
     """Per-channel mean and biased variance of x (..., C) over all other axes (and over devices
     on `axis_name`); (C,), (C,) in `_compute_dtype(x)`. One pass over x, shifted by its first row."""
@@ -129,7 +144,7 @@ def _forward(x, scale, bias, activation, axis_name, epsilon):
     mean, var = batch_statistics(x, axis_name)
     rstd = lax.rsqrt(var + epsilon)
     z = (x.astype(mean.dtype) - mean) * (rstd * scale) + bias
-    y = _activate(z, activation).astype(x.dtype)
+    y = _own_buffer(_activate(z, activation).astype(x.dtype), ~jnp.isnan(var[0]))
     return (y, mean, var), (x, scale, bias, mean, rstd)
 
 
@@ -149,7 +164,8 @@ def _backward(activation, axis_name, epsilon, residuals, cotangents):
         count = count * lax.psum(1, axis_name)
     s_gz, s_gz_xhat, g_mean, g_var = total / count
     dx = scale * rstd * (gz - s_gz - xhat * s_gz_xhat) + g_mean + 2 * g_var * (x32 - mean)
-    return (dx.reshape(x.shape).astype(x.dtype), sum_gz_xhat.astype(scale.dtype),
+    dx = _own_buffer(dx.reshape(x.shape).astype(x.dtype), ~jnp.isnan(s_gz_xhat[0]))
+    return (dx, sum_gz_xhat.astype(scale.dtype),
             sum_gz.astype(bias.dtype))
 
 

@@ -125,3 +125,13 @@ def test_bad_arguments_name_the_problem():
         batch_norm.batch_norm_train(x, jnp.ones(3), jnp.zeros(3), "tanh", None, EPS)
     with pytest.raises(ValueError, match=r"scale \(4,\) and bias \(3,\) must be \(3,\)"):
         batch_norm.batch_norm_train(x, jnp.ones(4), jnp.zeros(3), "relu", None, EPS)
+
+
+def test_output_gets_its_own_buffer_on_cpu():
+    """On CPU the output (and the input gradient) pass a conditional, so XLA cannot fuse the
+    normalisation into the transposes of the kernel gradients; NaN statistics give NaN."""
+    x, scale, bias, cot = _inputs((2, 8, 8, 4), seed=2)
+    loss = _loss(_fused, "relu")
+    assert loss.lower(x, scale, bias, cot).compile().as_text().count("conditional(") == 2
+    y = _fused(x.at[0, 0, 0, 0].set(jnp.nan), scale, bias, "relu")[0]
+    assert bool(jnp.all(jnp.isnan(y)))
