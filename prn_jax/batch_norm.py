@@ -67,9 +67,11 @@ def _channel_sums(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
     return sa.sum(0).reshape(k, c).sum(0), sb.sum(0).reshape(k, c).sum(0)
 
 
-def _activate(z: jax.Array, activation: str) -> jax.Array:
+def activate(z: jax.Array, activation: str) -> jax.Array:
+    """One of ACTIVATIONS, elementwise (jax.nn's relu and sigmoid, so autodiff through the
+    inference path matches flax's)."""
     if activation == "relu":
-        return jnp.maximum(z, 0)
+        return jax.nn.relu(z)
     if activation == "sigmoid":
         return jax.nn.sigmoid(z)
     return z
@@ -148,7 +150,7 @@ def _forward(x, scale, bias, activation, axis_name, epsilon):
     mean, var = batch_statistics(x, axis_name)
     rstd = lax.rsqrt(var + epsilon)
     z = (x.astype(mean.dtype) - mean) * (rstd * scale) + bias
-    y = _own_buffer(_activate(z, activation).astype(x.dtype), ~jnp.isnan(var[0]))
+    y = _own_buffer(activate(z, activation).astype(x.dtype), ~jnp.isnan(var[0]))
     return (y, mean, var), (x, scale, bias, mean, rstd)
 
 
@@ -202,7 +204,7 @@ class BatchNorm(nn.Module):
         if self.use_running_average:
             rstd = lax.rsqrt(ra_var.value + self.epsilon)
             z = (x.astype(_compute_dtype(x)) - ra_mean.value) * (rstd * scale) + bias
-            return _activate(z, self.activation).astype(self.dtype)
+            return activate(z, self.activation).astype(self.dtype)
         initializing = self.is_initializing()
         y, mean, var = batch_norm_train(x, scale, bias, self.activation,
                                         None if initializing else self.axis_name, self.epsilon)

@@ -60,7 +60,7 @@ def _batch_norm_act(x, train: bool, dtype, axis_name: str | None, momentum: floa
     y = nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=BN_EPSILON,
                      dtype=dtype, param_dtype=jnp.float32, axis_name=axis_name,
                      use_fast_variance=impl == "flax_fast_variance", name="BatchNorm")(x)
-    return {"relu": nn.relu, "sigmoid": nn.sigmoid, "identity": lambda v: v}[activation](y)
+    return batch_norm.activate(y, activation)
 
 
 class ConvBN(nn.Module):
