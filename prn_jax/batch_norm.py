@@ -93,7 +93,8 @@ def _compute_dtype(x: jax.Array):
 
 
 def _own_buffer(a: jax.Array, ok: jax.Array) -> jax.Array:
-    """`a`, computed into a buffer of its own on XLA CPU (unchanged elsewhere).
+    """`a`, computed into a buffer of its own when the program runs on XLA CPU (unchanged on
+    other platforms; the choice is made when the program is lowered for its platform).
 
     XLA's CPU fusion copies cheap elementwise producers into every consumer, so the transposes
     in front of the kernel-gradient convolutions recompute BatchNorm in transposed order, ~3x
@@ -102,9 +103,9 @@ def _own_buffer(a: jax.Array, ok: jax.Array) -> jax.Array:
     the network's output is NaN anyway) returns `a`, else NaNs. Not on GPU, where a conditional
     would read its predicate back to the host.
     """
-    if jax.default_backend() != "cpu":
-        return a
-    return lax.cond(ok, lambda v: v, lambda v: jnp.full_like(v, jnp.nan), a)
+    return lax.platform_dependent(
+        a, ok, cpu=lambda v, p: lax.cond(p, lambda w: w, lambda w: jnp.full_like(w, jnp.nan), v),
+        default=lambda v, p: v)
 
 
 def batch_statistics(x: jax.Array, axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 # Config fields that change the shapes or meaning of the saved state.
 STATE_FIELDS = ("image_size", "width")
@@ -59,10 +60,38 @@ def run_metadata(config) -> dict[str, Any]:
             "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
+def _save_replicated_arrays_whole() -> None:
+    """Make Orbax write each replicated jax.Array from one device (process 0's replica).
+
+    Orbax's default on CPU and TPU ("replica-parallel" saving) slices every replicated array into
+    one piece per device, with one compiled slice program per distinct shape: saving the tiny
+    config's 4-device train state took 10.4 s the first time and 2.5 s after, against 1.8 s and
+    1.2 s written whole (BUILD_NOTES, issue 9). It speeds up writing replicated shards from many
+    hosts at once; the train state here is small and written by process 0 anyway. Idempotent;
+    changes Orbax's global type-handler registry for jax.Array (the same setting as Orbax's GPU
+    default).
+    """
+    global _replicated_arrays_whole
+    if _replicated_arrays_whole:
+        return
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns that it overrides its default
+    try:
+        ocp.type_handlers.register_type_handler(
+            jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+    finally:
+        absl_logging.set_verbosity(verbosity)
+    _replicated_arrays_whole = True
+
+
+_replicated_arrays_whole = False
+
+
 class Checkpointer:
     """Thin wrapper over `ocp.CheckpointManager` for one work directory."""
 
     def __init__(self, workdir: str | Path, config, keep: int | None = None, subdir: str = "checkpoints"):
+        _save_replicated_arrays_whole()
         self.directory = Path(workdir).resolve() / subdir
         self.config = config
         if self.directory.exists() and not self.directory.is_dir():

@@ -11,6 +11,7 @@ tightly: float32 summation-order noise is amplified by the width-2 net within a 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,9 @@ WORKER = ("import sys; from prn_jax import cli, configuration; configuration.DTY
           "sys.exit(cli.main(['train'] + sys.argv[1:]))")
 
 
-def _train(data: dict, workdir: Path, devices: int, maps_on_device: bool, steps: int = STEPS) -> list[float]:
+def _train(data: dict, workdir: Path, devices: int, maps_on_device: bool, resumes: bool = False) -> list[float]:
     overrides = ["dtype=float64", "width=2", "batch_size=8", f"num_devices={devices}",
-                 f"num_steps={steps}", "log_every_steps=1", "checkpoint_every_steps=2",
+                 f"num_steps={STEPS}", "log_every_steps=1", "checkpoint_every_steps=2",
                  "augment.enabled=True", "data.source=tfds", f"data.dir={data['tfds']}",
                  f"data.model_dir={data['model']}", f"data.maps_on_device={maps_on_device}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
@@ -36,30 +37,31 @@ def _train(data: dict, workdir: Path, devices: int, maps_on_device: bool, steps:
                           *[f"--config.{o}" for o in overrides]],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert ("resumed from" in out.stdout) == resumes, out.stdout[-3000:]
     losses = [r["loss"] for r in train.read_log(workdir) if "loss" in r]
-    assert len(losses) == steps
+    assert len(losses) == STEPS
     return losses
 
 
 @pytest.mark.slow
 def test_augmented_training_on_builder_output_1_and_8_devices(tiny_synth_tfds, tmp_path: Path):
     stored_1 = _train(tiny_synth_tfds, tmp_path / "stored_1", 1, maps_on_device=False)
-    device_1 = _train(tiny_synth_tfds, tmp_path / "device_1", 1, maps_on_device=True)
     device_8 = _train(tiny_synth_tfds, tmp_path / "device_8", 8, maps_on_device=True)
-    _train(tiny_synth_tfds, tmp_path / "resumed_8", 8, maps_on_device=True, steps=2)
-    resumed_8 = _train(tiny_synth_tfds, tmp_path / "resumed_8", 8, maps_on_device=True)
+    # Resume: the run "died" after its step-2 checkpoint (its later checkpoint removed, its log
+    # left with lines past step 2, which the resumed run must drop).
+    shutil.copytree(tmp_path / "device_8", tmp_path / "resumed_8")
+    shutil.rmtree(tmp_path / "resumed_8" / "checkpoints" / str(STEPS))
+    resumed_8 = _train(tiny_synth_tfds, tmp_path / "resumed_8", 8, maps_on_device=True, resumes=True)
     # Resume restores parameters, optimizer, data iterator and augmentation stream exactly.
     assert resumed_8 == device_8
     # Example j of step s is augmented from fold_in(fold_in(key, s), j) whatever the device
-    # count, so 8 devices see the batches 1 device sees. The first updates agree to float64
-    # summation order; later ones drift by ~3e-4 (measured): the augmentation and the map
-    # rendering stay float32 and run with 1 vs 8 examples per device, and Adam magnifies
+    # count, so 8 devices see the batches 1 device sees (a different augmentation draw moves the
+    # loss by percents). Maps rendered in the step equal the stored ones within S/65536 px
+    # (test_input_pipeline), so the first loss (same parameters) agrees tightly: measured
+    # 1e-6 relative between 1 and 8 devices with maps rendered on both, and 1e-5 between stored
+    # and rendered maps on 1 device. Later losses drift by ~3e-4: the augmentation and the
+    # map rendering stay float32 and run with 1 vs 8 examples per device, and Adam magnifies
     # rounding-level differences in near-zero gradient components.
-    assert device_8[:2] == pytest.approx(device_1[:2], rel=1e-6)
-    assert device_8 == pytest.approx(device_1, rel=1e-2)
-    # Maps rendered in the step equal the stored ones within S/65536 px: the first loss (same
-    # parameters) agrees tightly; later ones drift a little because Adam's normalisation
-    # magnifies the tiny target differences in near-zero gradient components.
-    assert device_1[0] == pytest.approx(stored_1[0], rel=1e-5)
-    assert device_1 == pytest.approx(stored_1, rel=1e-2)
-    assert len(set(device_1)) == STEPS  # the runs train (the loss moves)
+    assert device_8[0] == pytest.approx(stored_1[0], rel=2e-5)
+    assert device_8 == pytest.approx(stored_1, rel=2e-2)
+    assert len(set(stored_1)) == STEPS  # the runs train (the loss moves)
