@@ -41,27 +41,21 @@ def _one_step(n, dtype="float32"):
     return state, float(metrics["loss"]), trainer
 
 
-def test_pmap_over_8_devices_equals_one_device_with_no_hidden_host_transfers():
+def test_pmap_over_8_devices_equals_one_device_with_no_hidden_host_transfers(monkeypatch):
+    """Checked in float64 compute: in float32, a 27-BatchNorm net at init amplifies summation-order
+    noise in its gradients to ~1e-2 relative (BUILD_NOTES, foundation), which Adam's first update
+    (about lr * sign(g)) turns into a few flipped entries. The BatchNorm op alone is checked across
+    devices in float32 (test_batch_norm)."""
     assert jax.local_device_count() >= 8, "conftest sets 8 simulated CPU devices"
-    (s1, l1, _), (s8, l8, trainer8) = _one_step(1), _one_step(8)
-    # The steps above ran under transfer_guard("disallow"); a numpy batch is an implicit transfer.
-    unplaced = next(train.make_batches(trainer8.config, 1, 8))
-    with jax.transfer_guard("disallow"), pytest.raises(Exception, match="[Dd]isallowed"):
-        trainer8.step(s8, unplaced, trainer8.place(_weights(trainer8.config)))
-    assert l8 == pytest.approx(l1, rel=1e-5)
-    for a, b in zip(_leaves(s1.batch_stats), _leaves(s8.batch_stats)):
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
-    # Adam's first update is lr * g / (|g| + eps), about lr * sign(g). A 27-BatchNorm net at init
-    # amplifies float32 summation-order noise in its gradients to ~1e-2 relative, which flips the
-    # sign of a few tiny gradient entries; the float64 test below shows the math is identical.
-    close = [np.isclose(b, a, rtol=1e-5, atol=1e-7) for a, b in zip(_leaves(s1.params), _leaves(s8.params))]
-    assert np.concatenate([c.ravel() for c in close]).mean() > 0.99  # measured: 0.993
-
-
-def test_pmap_gradients_equal_single_device_in_float64(monkeypatch):
     monkeypatch.setattr(configuration, "DTYPES", (*configuration.DTYPES, "float64"))
     with jax.enable_x64(True):
-        (s1, l1, _), (s8, l8, _) = _one_step(1, "float64"), _one_step(8, "float64")
+        (s1, l1, _), (s8, l8, trainer8) = _one_step(1, "float64"), _one_step(8, "float64")
+        # The steps above ran under transfer_guard("disallow"); a numpy batch is an implicit transfer.
+        unplaced = next(train.make_batches(trainer8.config, 1, 8))
+        unplaced = {k: v.astype(np.float64) for k, v in unplaced.items()}
+        weights = trainer8.place(_weights(trainer8.config).astype(jnp.float64))
+        with jax.transfer_guard("disallow"), pytest.raises(Exception, match="[Dd]isallowed"):
+            trainer8.step(s8, unplaced, weights)
     # The loss is a float32 scalar by design (loss.py): the mean over 8 examples and the pmean of
     # 8 per-device means may round one float32 ulp apart.
     assert l8 == pytest.approx(l1, rel=2e-7)
@@ -96,7 +90,8 @@ def test_tiny_config_overfits_one_batch_in_float32_and_bfloat16():
     """Both compute dtypes overfit a batch (loss falls 10x); bfloat16 compute (float32 params, BN
     statistics, optimizer and loss) stays within 5% of the float32 loss over the first 4 steps
     (measured: 2.8%; at this learning rate the float32 curve itself jumps by 9% at step 5)."""
-    # 64x64, width 4, two examples. (The last BatchNorm's offset must travel to about -3 for the
+    # 64x64, width 4, two examples, 150 steps (measured: float32 0.039x, bfloat16 0.035x of the
+    # first loss). (The last BatchNorm's offset must travel to about -3 for the
     # small z targets, and Adam moves it by at most lr per step, hence the high learning rate.)
     curves = {}
     for dtype in ("float32", "bfloat16"):
@@ -107,7 +102,7 @@ def test_tiny_config_overfits_one_batch_in_float32_and_bfloat16():
         batch = trainer.place_batch(next(train.make_batches(config, 0, 1)))
         weights = trainer.place(_weights(config))
         losses = []
-        for _ in range(200):
+        for _ in range(150):
             state, metrics = trainer.step(state, batch, weights)
             losses.append(float(metrics["loss"]))
         assert min(losses[-10:]) < losses[0] / 10, (dtype, losses[0], losses[-10:])
