@@ -24,17 +24,23 @@ def _leaves(tree):
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
+def _host_inputs(config, step, n):
+    """Step `step`'s numpy batch for n devices and the loss weights, float64 when the compute is."""
+    batch = next(train.make_batches(config, step, n))
+    weights = _weights(config)
+    if config.dtype == "float64":
+        batch = {k: v.astype(np.float64) for k, v in batch.items()}
+        weights = weights.astype(jnp.float64)
+    return batch, weights
+
+
 def _one_step(n, dtype="float32"):
     """One step on n devices, under `jax.transfer_guard("disallow")`; (state, loss, trainer)."""
     config = _config(f"num_devices={n}")
     config.dtype = dtype  # set after loading: float64 is a test-only compute dtype
     trainer = train.Trainer(config)
     state = trainer.init_state()
-    batch = next(train.make_batches(config, 0, n))
-    weights = _weights(config)
-    if dtype == "float64":
-        batch = {k: v.astype(np.float64) for k, v in batch.items()}
-        weights = weights.astype(jnp.float64)
+    batch, weights = _host_inputs(config, 0, n)
     batch, weights = trainer.place_batch(batch), trainer.place(weights)
     with jax.transfer_guard("disallow"):
         state, metrics = trainer.step(state, batch, weights)
@@ -51,11 +57,9 @@ def test_pmap_over_8_devices_equals_one_device_with_no_hidden_host_transfers(mon
     with jax.enable_x64(True):
         (s1, l1, _), (s8, l8, trainer8) = _one_step(1, "float64"), _one_step(8, "float64")
         # The steps above ran under transfer_guard("disallow"); a numpy batch is an implicit transfer.
-        unplaced = next(train.make_batches(trainer8.config, 1, 8))
-        unplaced = {k: v.astype(np.float64) for k, v in unplaced.items()}
-        weights = trainer8.place(_weights(trainer8.config).astype(jnp.float64))
+        unplaced, weights = _host_inputs(trainer8.config, 1, 8)
         with jax.transfer_guard("disallow"), pytest.raises(Exception, match="[Dd]isallowed"):
-            trainer8.step(s8, unplaced, weights)
+            trainer8.step(s8, unplaced, trainer8.place(weights))
     # The loss is a float32 scalar by design (loss.py): the mean over 8 examples and the pmean of
     # 8 per-device means may round one float32 ulp apart.
     assert l8 == pytest.approx(l1, rel=2e-7)
