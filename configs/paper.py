@@ -33,6 +33,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.batch_size = 16               # global batch, split over num_devices
     c.num_devices = -1              # -1: all local devices
     c.learning_rate = 1e-4
+    c.flat_optimizer_state = True   # Adam's moments as one vector each (fewer kernels, faster
+                                    # compile, same update). False: one per parameter (as saved
+                                    # before 2026-12-02)
     c.lr_decay_epochs = 5           # staircase: lr *= lr_decay_factor every lr_decay_epochs
     c.lr_decay_factor = 0.5
     c.num_epochs = 30

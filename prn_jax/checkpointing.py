@@ -19,8 +19,9 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
-# Config fields that change the shapes or meaning of the saved state.
-STATE_FIELDS = ("image_size", "width")
+# Config fields that change the shapes or meaning of the saved state, with the value meant by a
+# config saved before the field existed.
+STATE_FIELDS = {"image_size": None, "width": None, "flat_optimizer_state": False}
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "chex", "ml-collections",
             "tensorflow-datasets", "grain")
 
@@ -136,11 +137,13 @@ class Checkpointer:
         a given grain iterator is moved to the saved position."""
         path = self.directory / str(step)
         saved = self.read_meta(step)["config"]
-        for field in STATE_FIELDS:
-            if saved.get(field) != self.config[field]:
+        for field, old_default in STATE_FIELDS.items():
+            was, now = saved.get(field, old_default), self.config.get(field, old_default)
+            if was != now:
                 raise CheckpointError(
-                    f"checkpoint {path} was written with {field}={saved.get(field)!r} but the config "
-                    f"has {field}={self.config[field]!r}; use another --workdir (nothing was overwritten)")
+                    f"checkpoint {path} was written with {field}={was!r} but the config has "
+                    f"{field}={now!r}; resume it with --config.{field}={was!r}, or use another "
+                    f"--workdir (nothing was overwritten)")
         items = dict(state=ocp.args.StandardRestore(abstract_state))
         if data_iterator is not None:
             from prn_jax import input_pipeline

@@ -104,6 +104,8 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
     need(config.get("bn_impl", "flax") in model.BN_IMPLS, "bn_impl", f"must be one of {model.BN_IMPLS}")
     need(isinstance(config.get("bn_fast_variance", False), bool), "bn_fast_variance",
          "must be True or False (configs saved before bn_impl)")
+    need(isinstance(config.get("flat_optimizer_state", False), bool), "flat_optimizer_state",
+         "must be True or False")
     need(config.l2_regularization >= 0, "l2_regularization", "must be >= 0")
     need(config.learning_rate > 0, "learning_rate", "must be > 0")
     need(config.lr_decay_epochs > 0, "lr_decay_epochs", "must be > 0")

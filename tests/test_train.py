@@ -3,6 +3,7 @@ import shutil
 from pathlib import Path
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -63,8 +64,10 @@ def test_pmap_over_8_devices_equals_one_device_with_no_hidden_host_transfers(mon
     # The loss is a float32 scalar by design (loss.py): the mean over 8 examples and the pmean of
     # 8 per-device means may round one float32 ulp apart.
     assert l8 == pytest.approx(l1, rel=2e-7)
-    # Adam's first moment after one step is 0.1 * the pmean'd gradient (stored in float32).
-    for a, b in zip(_leaves(s1.opt_state[0].mu), _leaves(s8.opt_state[0].mu)):
+    # Adam's first moment after one step is 0.1 * the pmean'd gradient (stored in float32), per
+    # parameter (the flat optimizer state holds it as one vector in ravel_pytree order).
+    per_parameter = jax.flatten_util.ravel_pytree(s1.params)[1]
+    for a, b in zip(_leaves(per_parameter(s1.opt_state[0].mu)), _leaves(per_parameter(s8.opt_state[0].mu))):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * np.abs(a).max())
     # Adam's first update lr * g / (|g| + eps) magnifies the float32 rounding of the loss in entries
     # whose gradient is near eps: measured 1 of the 8192 entries of one kernel 8.7e-6 apart.
@@ -88,6 +91,46 @@ def test_learning_rate_halves_every_5_epochs():
         assert float(sched(boundary)) == pytest.approx(lr * 0.5 ** k, rel=1e-6)
         if k:
             assert float(sched(boundary - 1)) == pytest.approx(lr * 0.5 ** (k - 1), rel=1e-6)
+
+
+def test_flat_optimizer_state_updates_like_per_parameter_adam():
+    """Adam over one flat vector (config.flat_optimizer_state) applies the per-parameter update:
+    the same to float32 rounding (XLA fuses the two programs differently), moments 1-D."""
+    rng = np.random.default_rng(0)
+    params = {"a": {"kernel": rng.normal(size=(3, 3, 2, 4))}, "b": rng.normal(size=(5,))}
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    out = {}
+    for flat in (False, True):
+        tx = train.make_optimizer(_config(f"flat_optimizer_state={flat}"))
+        state, p = tx.init(params), params
+        for k in range(3):
+            grads = jax.tree.map(lambda x, k=k: jnp.cos(x * (k + 1)), p)
+            updates, state = jax.jit(tx.update)(grads, state, p)
+            p = jax.tree.map(jnp.add, p, updates)
+        out[flat] = (p, state)
+    for a, b in zip(_leaves(out[False][0]), _leaves(out[True][0])):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+    assert out[True][1][0].mu.shape == (3 * 3 * 2 * 4 + 5,)
+    assert jax.tree.structure(out[False][1][0].mu) == jax.tree.structure(params)
+    # A config saved before the field existed gets per-parameter moments.
+    old = _config()
+    del old["flat_optimizer_state"]
+    assert jax.tree.structure(train.make_optimizer(old).init(params)[0].mu) == jax.tree.structure(params)
+
+
+def test_checkpoint_of_other_optimizer_layout_is_refused_with_the_fix(tmp_path: Path):
+    """A run saved before flat_optimizer_state existed (per-parameter Adam moments) is refused by a
+    flat config, naming the override that resumes it, and restores with that override."""
+    old = _config()
+    del old["flat_optimizer_state"]
+    state = {"w": np.arange(4.0, dtype=np.float32)}
+    ckpt = checkpointing.Checkpointer(tmp_path, old)
+    ckpt.save(1, state)
+    ckpt.close()
+    with pytest.raises(checkpointing.CheckpointError, match="--config.flat_optimizer_state=False"):
+        checkpointing.Checkpointer(tmp_path, _config()).restore(1, state)
+    restored = checkpointing.Checkpointer(tmp_path, _config("flat_optimizer_state=False")).restore(1, state)
+    np.testing.assert_array_equal(restored["w"], state["w"])
 
 
 def test_tiny_config_overfits_one_batch_in_float32_and_bfloat16():
@@ -117,50 +160,57 @@ def test_tiny_config_overfits_one_batch_in_float32_and_bfloat16():
     np.testing.assert_allclose(curves["bfloat16"][:4], curves["float32"][:4], rtol=0.05)
 
 
-def test_resume_is_bit_identical(tmp_path: Path):
+@pytest.fixture(scope="module")
+def six_step_runs(tmp_path_factory) -> dict:
+    """The same 6-step run (checkpoints at 3 and 6) done in one go and as 3 steps, a fake log line
+    past the checkpoint (the run died later), then a resume: {"config", "full", "resumed" (workdirs),
+    "res_full", "res" (their results)}."""
+    root = tmp_path_factory.mktemp("six_steps")
     full = _config("num_steps=6", "checkpoint_every_steps=3")
-    res_full = train.train_and_evaluate(full, tmp_path / "full", log=lambda s: None)
-    assert res_full["trace_count"] == 1
-
-    part = _config("num_steps=3", "checkpoint_every_steps=3")
-    train.train_and_evaluate(part, tmp_path / "resumed", log=lambda s: None)
-    # Pretend the run died later: a log line past the checkpoint must not survive.
-    with (tmp_path / "resumed" / "metrics.jsonl").open("a") as f:
+    res_full = train.train_and_evaluate(full, root / "full", log=lambda s: None)
+    train.train_and_evaluate(_config("num_steps=3", "checkpoint_every_steps=3"), root / "resumed",
+                             log=lambda s: None)
+    with (root / "resumed" / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"step": 4, "loss": -1.0}) + "\n")
-    res = train.train_and_evaluate(full, tmp_path / "resumed", log=lambda s: None)
+    res = train.train_and_evaluate(full, root / "resumed", log=lambda s: None)
+    return {"config": full, "full": root / "full", "resumed": root / "resumed", "res_full": res_full, "res": res}
 
-    for a, b in zip(_leaves(res_full["state"]), _leaves(res["state"])):
+
+def test_resume_is_bit_identical(six_step_runs):
+    runs = six_step_runs
+    assert runs["res_full"]["trace_count"] == 1
+    for a, b in zip(_leaves(runs["res_full"]["state"]), _leaves(runs["res"]["state"])):
         np.testing.assert_array_equal(a, b)
-    log_full = [r["loss"] for r in train.read_log(tmp_path / "full")]
-    log_res = [r["loss"] for r in train.read_log(tmp_path / "resumed")]
-    assert len(log_full) == 6 and log_res == log_full
-    meta = checkpointing.Checkpointer(tmp_path / "full", full).read_meta(6)
-    assert meta["seed"] == full.seed and meta["config"]["num_steps"] == 6
+    log_full = [r["loss"] for r in train.read_log(runs["full"])]
+    log_res = [r["loss"] for r in train.read_log(runs["resumed"])]
+    assert len(log_full) == 6 and log_res == log_full  # the fake step-4 line is gone
+    meta = checkpointing.Checkpointer(runs["full"], runs["config"]).read_meta(6)
+    assert meta["seed"] == runs["config"].seed and meta["config"]["num_steps"] == 6
     assert "jax" in meta["packages"] and meta["git_revision"]
 
 
-def test_incompatible_checkpoint_is_refused_not_overwritten(tmp_path: Path):
-    config = _config("num_steps=1", "checkpoint_every_steps=1")
-    train.train_and_evaluate(config, tmp_path, log=lambda s: None)
-    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    other = _config("num_steps=2", "width=4")
+def test_incompatible_checkpoint_is_refused_not_overwritten(six_step_runs, tmp_path: Path):
+    workdir = tmp_path / "run"
+    shutil.copytree(six_step_runs["full"], workdir)
+    before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    other = _config("num_steps=8", "width=4")
     with pytest.raises(checkpointing.CheckpointError, match="width") as e:
-        train.train_and_evaluate(other, tmp_path, log=lambda s: None)
-    assert str(tmp_path / "checkpoints" / "1") in str(e.value)
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+        train.train_and_evaluate(other, workdir, log=lambda s: None)
+    assert str(workdir / "checkpoints" / "6") in str(e.value)
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
 
 
-def test_corrupt_checkpoint_names_the_directory(tmp_path: Path):
-    config = _config("num_steps=1", "checkpoint_every_steps=1")
-    train.train_and_evaluate(config, tmp_path, log=lambda s: None)
-    step_dir = tmp_path / "checkpoints" / "1"
+def test_corrupt_checkpoint_names_the_directory(six_step_runs, tmp_path: Path):
+    workdir = tmp_path / "run"
+    shutil.copytree(six_step_runs["full"], workdir)
+    step_dir = workdir / "checkpoints" / "6"
     for sub in step_dir.iterdir():
         if sub.is_dir() and sub.name == "state":
             shutil.rmtree(sub)
             sub.mkdir()
             (sub / "garbage").write_text("not a checkpoint")
     with pytest.raises(checkpointing.CheckpointError, match=str(step_dir)):
-        train.train_and_evaluate(_config("num_steps=2"), tmp_path, log=lambda s: None)
+        train.train_and_evaluate(_config("num_steps=8"), workdir, log=lambda s: None)
 
 
 def test_steps_per_dispatch_equals_single_steps(tmp_path: Path, monkeypatch, no_compilation_cache):
