@@ -89,12 +89,16 @@ def test_two_processes_match_one_process_on_same_global_batches(two_process_run,
     loss1, loss2 = [r["loss"] for r in log1], [r["loss"] for r in log2]
     # Gloo sums in another order than the in-process all-reduce: 1-ulp differences in the float32
     # losses and parameters. Adam turns them into sign flips of tiny updates, which grow chaotically
-    # in a width-2 net: measured after 3 steps 99.86% of parameters within 1e-5 (99.997% with the
-    # initial weights of an -O3-compiled init program, BUILD_NOTES issue 9), after 6 steps 62%.
+    # in a width-2 net. After 3 steps every parameter still agrees to 10% of one Adam update (lr
+    # 1e-3): measured at most 1.2e-5 apart, and 98.5% within rtol 1e-5 (99.86% with per-parameter
+    # Adam moments: which entries flip depends on how XLA fused the update; BUILD_NOTES issue 9,
+    # 2026-12-02); after 6 steps 62% within rtol 1e-5.
     assert loss2[:EVERY] == pytest.approx(loss1[:EVERY], rel=1e-6)
     assert loss2 == pytest.approx(loss1, rel=2e-2)  # measured: 0.5% at step 6
-    close = [np.isclose(b, a, rtol=1e-5, atol=1e-7) for a, b in zip(_leaves(one_mid.params), _leaves(two_mid.params))]
-    assert np.concatenate([c.ravel() for c in close]).mean() > 0.995
+    params1, params2 = _leaves(one_mid.params), _leaves(two_mid.params)
+    assert max(float(np.max(np.abs(b - a))) for a, b in zip(params1, params2)) < 1e-4
+    close = [np.isclose(b, a, rtol=1e-5, atol=1e-7) for a, b in zip(params1, params2)]
+    assert np.concatenate([c.ravel() for c in close]).mean() > 0.95
     for a, b in zip(_leaves(one_mid.batch_stats), _leaves(two_mid.batch_stats)):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
 
