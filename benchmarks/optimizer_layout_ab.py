@@ -1,0 +1,54 @@
+"""Benchmark-only: the train step with per-parameter vs flat Adam moments
+(`config.flat_optimizer_state` False / True), in one process, timed in alternation.
+
+Prints each side's first step (compile + run) and the median of the timed steps, and their ratio:
+
+    .venv/bin/python benchmarks/optimizer_layout_ab.py --config paper --steps 4
+    .venv/bin/python benchmarks/optimizer_layout_ab.py --config tiny --steps 20 --config.width=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from prn_jax import configuration, loss as loss_lib, train
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="paper")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per side")
+    args, overrides = parser.parse_known_args(argv)
+    sides = {}
+    for flat in (False, True):
+        config = configuration.load_config(args.config, [*overrides, "num_devices=1",
+                                                         f"flat_optimizer_state={flat}"])
+        trainer = train.Trainer(config)
+        state = trainer.init_state()
+        weights = trainer.place(jnp.asarray(loss_lib.weight_map(train.region_labels(config),
+                                                                config.weight_ratios)))
+        batch = trainer.place_batch(next(train.make_batches(config, 0, 1)))
+        start = time.perf_counter()
+        state = jax.block_until_ready(trainer.step(state, batch, weights)[0])
+        print(f"flat_optimizer_state={flat}: first step (compile + run) {time.perf_counter() - start:.1f} s",
+              flush=True)
+        sides[flat] = [trainer, state, batch, weights, []]
+    for _ in range(args.steps):
+        for side in sides.values():
+            trainer, state, batch, weights, times = side
+            start = time.perf_counter()
+            side[1] = jax.block_until_ready(trainer.step(state, batch, weights)[0])
+            times.append(time.perf_counter() - start)
+    for flat, side in sides.items():
+        print(f"flat_optimizer_state={flat}: step median {statistics.median(side[4]):.3f} s "
+              f"({', '.join(f'{t:.3f}' for t in side[4])})")
+    print(f"ratio flat / per-parameter: {statistics.median(sides[True][4]) / statistics.median(sides[False][4]):.3f}")
+
+
+if __name__ == "__main__":
+    main()
