@@ -20,7 +20,8 @@ from prn_jax import configuration, loss as loss_lib, train
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="paper")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per side")
     args, overrides = parser.parse_known_args(argv)
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     for flat, side in sides.items():
         print(f"flat_optimizer_state={flat}: step median {statistics.median(side[4]):.3f} s "
               f"({', '.join(f'{t:.3f}' for t in side[4])})")
-    print(f"ratio flat / per-parameter: {statistics.median(sides[True][4]) / statistics.median(sides[False][4]):.3f}")
+    ratio = statistics.median(sides[True][4]) / statistics.median(sides[False][4])
+    print(f"ratio flat / per-parameter: {ratio:.3f}")
 
 
 if __name__ == "__main__":

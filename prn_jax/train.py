@@ -59,8 +59,9 @@ def make_optimizer(config) -> optax.GradientTransformation:
     one vector (`optax.flatten`): its moments are one float32 vector each, in `ravel_pytree` order,
     and its update is a few fused ops instead of a few per parameter. Same update formula; the
     results agree to float32 rounding (XLA fuses the two programs differently). The tiny train
-    step has ~16% fewer XLA fusions and compiles ~18% faster (BUILD_NOTES, issue 9, 2026-12-02). Configs saved before the field existed keep Adam's
-    per-parameter moments, so their checkpoints still restore.
+    step has ~16% fewer XLA fusions and compiles ~18% faster (BUILD_NOTES, issue 9, 2026-12-02).
+    Configs saved before the field existed keep Adam's per-parameter moments, so their
+    checkpoints still restore.
     """
     tx = optax.adam(learning_rate_schedule(config))
     return optax.flatten(tx) if config.get("flat_optimizer_state", False) else tx

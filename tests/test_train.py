@@ -173,7 +173,8 @@ def six_step_runs(tmp_path_factory) -> dict:
     with (root / "resumed" / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"step": 4, "loss": -1.0}) + "\n")
     res = train.train_and_evaluate(full, root / "resumed", log=lambda s: None)
-    return {"config": full, "full": root / "full", "resumed": root / "resumed", "res_full": res_full, "res": res}
+    return {"config": full, "full": root / "full", "resumed": root / "resumed", "res_full": res_full,
+            "res": res}
 
 
 def test_resume_is_bit_identical(six_step_runs):
