@@ -25,32 +25,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default="paper")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per side")
     args, overrides = parser.parse_known_args(argv)
-    sides = {}
+    sides = {}  # flat -> {"trainer", "state", "batch", "weights", "times"}
     for flat in (False, True):
         config = configuration.load_config(args.config, [*overrides, "num_devices=1",
                                                          f"flat_optimizer_state={flat}"])
         trainer = train.Trainer(config)
-        state = trainer.init_state()
-        weights = trainer.place(jnp.asarray(loss_lib.weight_map(train.region_labels(config),
-                                                                config.weight_ratios)))
-        batch = trainer.place_batch(next(train.make_batches(config, 0, 1)))
-        start = time.perf_counter()
-        state = jax.block_until_ready(trainer.step(state, batch, weights)[0])
-        print(f"flat_optimizer_state={flat}: first step (compile + run) {time.perf_counter() - start:.1f} s",
-              flush=True)
-        sides[flat] = [trainer, state, batch, weights, []]
+        side = {"trainer": trainer, "state": trainer.init_state(), "times": [],
+                "weights": trainer.place(jnp.asarray(loss_lib.weight_map(train.region_labels(config),
+                                                                         config.weight_ratios))),
+                "batch": trainer.place_batch(next(train.make_batches(config, 0, 1)))}
+        first = _timed_step(side)
+        print(f"flat_optimizer_state={flat}: first step (compile + run) {first:.1f} s", flush=True)
+        sides[flat] = side
     for _ in range(args.steps):
         for side in sides.values():
-            trainer, state, batch, weights, times = side
-            start = time.perf_counter()
-            side[1] = jax.block_until_ready(trainer.step(state, batch, weights)[0])
-            times.append(time.perf_counter() - start)
+            side["times"].append(_timed_step(side))
     for flat, side in sides.items():
-        print(f"flat_optimizer_state={flat}: step median {statistics.median(side[4]):.3f} s "
-              f"({', '.join(f'{t:.3f}' for t in side[4])})")
-    ratio = statistics.median(sides[True][4]) / statistics.median(sides[False][4])
+        print(f"flat_optimizer_state={flat}: step median {statistics.median(side['times']):.3f} s "
+              f"({', '.join(f'{t:.3f}' for t in side['times'])})")
+    ratio = statistics.median(sides[True]["times"]) / statistics.median(sides[False]["times"])
     print(f"ratio flat / per-parameter: {ratio:.3f}")
 
+
+def _timed_step(side: dict) -> float:
+    """Run one train step on `side` (its state replaced by the result); seconds taken."""
+    start = time.perf_counter()
+    side["state"] = jax.block_until_ready(
+        side["trainer"].step(side["state"], side["batch"], side["weights"])[0])
+    return time.perf_counter() - start
 
 if __name__ == "__main__":
     main()
