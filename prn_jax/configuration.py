@@ -128,12 +128,6 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
     for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "steps_per_dispatch"):
         need(_get(config, field) > 0, field, "must be > 0")
     k = config.steps_per_dispatch
-    from prn_jax.augment import AugmentParams
-
-    try:
-        AugmentParams.from_config(config)
-    except (KeyError, ValueError) as e:
-        raise ConfigError(str(e).strip("'\"")) from e
     for field in ("log_every_steps", "checkpoint_every_steps"):
         need(_get(config, field) % k == 0, field, f"must be a multiple of steps_per_dispatch ({k})")
     need(total_steps(config) % k == 0, "num_steps", f"the run length ({total_steps(config)} steps) must "

@@ -135,6 +135,8 @@ def wait_for_coordinator(address: str, timeout_s: float) -> None:
 
 
 def _connect(kwargs: dict, where: str, timeout_s: int) -> None:
+    if jax.distributed.is_initialized():  # joined by an earlier run in this process
+        return
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(**kwargs)

@@ -479,7 +479,7 @@ def restore_variables(workdir, checkpoint_step: int | None = None):
     config.num_devices = 1  # evaluation restores onto one device whatever the run used
     trainer = train.Trainer(config)
     ckpt = Checkpointer(workdir, config)
-    state = ckpt.restore(step, jax.device_get(trainer.init_state()))
+    state = jax.device_get(ckpt.restore(step, trainer.abstract_state()))
     ckpt.close()
     return config, step, {"params": state.params, "batch_stats": state.batch_stats}
 

@@ -26,6 +26,7 @@ import flax
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -149,6 +150,72 @@ def make_train_step(config, model, tx) -> Callable:
     return step
 
 
+# Config fields the compiled programs never read: the host loop's (run length, logging,
+# checkpoints, periodic evaluation, where the data lives and how it is read; the devices are part
+# of the program key instead of num_devices) and the loss weight ratios (the step gets the weight
+# map as an argument). The programs are built from the config without them, so reading one there
+# raises, and runs in one process that differ only in them share their compiled programs.
+HOST_FIELDS = ("num_epochs", "num_steps", "num_devices", "log_every_steps", "checkpoint_every_steps",
+               "keep_checkpoints", "eval_every_steps", "eval_data", "eval_model_dir", "eval_limit",
+               "compilation_cache_dir", "weight_ratios", "data.dir", "data.model_dir", "data.split",
+               "data.builder", "data.builder_config", "data.num_threads", "data.worker_count",
+               "data.prefetch_batches")
+_PROGRAM_CACHE_SIZE = 16
+
+
+def program_config(config):
+    """A copy of `config` without HOST_FIELDS: all that the compiled programs may read."""
+    out = ml_collections.ConfigDict(config.to_dict())
+    for dotted in HOST_FIELDS:
+        *scopes, name = dotted.split(".")
+        node = out
+        for scope in scopes:
+            node = node.get(scope, {})
+        if name in node:
+            del node[name]
+    return out
+
+
+class _Programs:
+    """Model, optimizer, pmapped step and (once compiled) initialiser of one program config on one
+    device list; shared by the Trainers of this process that have both in common."""
+
+    def __init__(self, config, devices):
+        self.config = config
+        self.model = model_lib.build_model(config, axis_name=AXIS)
+        self.tx = make_optimizer(config)
+        self.trace_count = 0
+        self.compiled_init = None
+        step = make_train_step(config, self.model, self.tx)
+        k = config.steps_per_dispatch
+
+        def dispatch(state, batch, weights, geometry):
+            self.trace_count += 1  # runs at trace time only: counts compilations
+            if k == 1:
+                return step(state, batch, weights, geometry)
+            state, metrics = jax.lax.scan(lambda s, b: step(s, b, weights, geometry), state, batch)
+            return state, jax.tree.map(lambda m: m[-1], metrics)
+
+        self.p_step = jax.pmap(dispatch, axis_name=AXIS, in_axes=(None, 0, None, None), out_axes=None,
+                               devices=devices, donate_argnums=(0,))
+
+
+_programs: dict[str, _Programs] = {}
+
+
+def _programs_for(config, devices) -> _Programs:
+    """The process's `_Programs` for this program config, devices and x64 mode (least recently
+    used ones dropped beyond _PROGRAM_CACHE_SIZE)."""
+    pconfig = program_config(config)
+    key = json.dumps([pconfig.to_json(sort_keys=True), [(d.process_index, d.id) for d in devices],
+                      jax.process_count(), bool(jax.config.jax_enable_x64)])
+    programs = _programs.pop(key, None) or _Programs(pconfig, devices)
+    _programs[key] = programs  # most recently used last
+    while len(_programs) > _PROGRAM_CACHE_SIZE:
+        del _programs[next(iter(_programs))]
+    return programs
+
+
 class Trainer:
     """Everything compiled for one config: model, optimizer, pmapped step, devices.
 
@@ -157,6 +224,10 @@ class Trainer:
 
     Multi-process (after `jax.distributed.initialize`): the step spans every device of every
     process; each process feeds its `local_devices` share of the global batch.
+
+    Trainers of one process whose configs differ only in HOST_FIELDS share one model,
+    optimizer and set of compiled programs (a resumed or longer run in the same process compiles
+    nothing).
     """
 
     def __init__(self, config):
@@ -174,21 +245,13 @@ class Trainer:
             self.devices = jax.local_devices()[:n]
         self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
         self.mesh = jax.sharding.Mesh(np.asarray(self.devices), (AXIS,))
-        self.model = model_lib.build_model(config, axis_name=AXIS)
-        self.tx = make_optimizer(config)
-        self.trace_count = 0
-        step = make_train_step(config, self.model, self.tx)
-        k = config.steps_per_dispatch
+        self._programs = _programs_for(config, self.devices)
+        self.model, self.tx, self.p_step = self._programs.model, self._programs.tx, self._programs.p_step
 
-        def dispatch(state, batch, weights, geometry):
-            self.trace_count += 1  # runs at trace time only: counts compilations
-            if k == 1:
-                return step(state, batch, weights, geometry)
-            state, metrics = jax.lax.scan(lambda s, b: step(s, b, weights, geometry), state, batch)
-            return state, jax.tree.map(lambda m: m[-1], metrics)
-
-        self.p_step = jax.pmap(dispatch, axis_name=AXIS, in_axes=(None, 0, None, None), out_axes=None,
-                               devices=self.devices, donate_argnums=(0,))
+    @property
+    def trace_count(self) -> int:
+        """How often the step was traced (compiled) for this Trainer's programs, in this process."""
+        return self._programs.trace_count
 
     @property
     def num_devices(self) -> int:
@@ -204,14 +267,27 @@ class Trainer:
         written straight into the replicated sharding of `place`.
 
         It runs once, so on CPU it is compiled with LLVM at -O0: the program (random kernels, BatchNorm
-        and Adam state) took 19-25 s to compile at XLA's default -O3 and takes about 4 s at -O0.
-        The values are deterministic either way (a few differ from -O3's by <= 2e-7)."""
+        and Adam state) took 19-25 s to compile at XLA's default -O3 and 4-11 s at -O0 (once per
+        process and program, see HOST_FIELDS). The values are deterministic either way (a few
+        differ from -O3's by <= 2e-7)."""
+        programs = self._programs
+        if programs.compiled_init is None:
+            sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+            lowered = jax.jit(lambda: create_train_state(programs.config, programs.model, programs.tx),
+                              out_shardings=sharding).lower()
+            cpu = self.devices[0].platform == "cpu"
+            options = cpu_runtime.RUN_ONCE_COMPILER_OPTIONS if cpu else None
+            programs.compiled_init = lowered.compile(compiler_options=options)
+        return programs.compiled_init()
+
+    def abstract_state(self) -> TrainState:
+        """The initial state's shapes and dtypes with the replicated sharding of `place`
+        (`jax.ShapeDtypeStruct` leaves): traced, not compiled. The restore target of a resumed
+        run, which so never compiles or runs the initialiser."""
         sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
-        lowered = jax.jit(lambda: create_train_state(self.config, self.model, self.tx),
-                          out_shardings=sharding).lower()
-        cpu = self.devices[0].platform == "cpu"
-        options = cpu_runtime.RUN_ONCE_COMPILER_OPTIONS if cpu else None
-        return lowered.compile(compiler_options=options)()
+        programs = self._programs
+        shapes = jax.eval_shape(lambda: create_train_state(programs.config, programs.model, programs.tx))
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
     def place(self, tree):
         """Replicate `tree` with the sharding the pmapped step returns, so it compiles once."""
@@ -328,7 +404,11 @@ def make_periodic_eval(config, log: Callable[[str], None]):
 
 
 def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] = print) -> dict:
-    """Train from scratch or resume from WORKDIR's latest checkpoint; returns the final metrics.
+    """Train from scratch or resume from WORKDIR's latest checkpoint.
+
+    Returns {"state", "last_metrics", "trace_count"}: the final state and logged metrics, and how
+    often the step was traced (compiled) during this call: 1, or 0 when this process had already
+    compiled the same programs (see `Trainer`).
 
     Writes WORKDIR/metrics.jsonl (one line per logged step) and WORKDIR/checkpoints/. The step
     runs under `jax.transfer_guard("disallow")`: batches are put on the devices explicitly and
@@ -341,6 +421,7 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
         jax.config.update("jax_compilation_cache_dir", str(config.compilation_cache_dir))
     prepare_data_config(config)
     trainer = Trainer(config)  # validates the config before any compilation
+    traces_before = trainer.trace_count
     labels, geometry = training_geometry(config)
     weights = trainer.place(jnp.asarray(loss_lib.weight_map(labels, config.weight_ratios)))
     geometry = trainer.place(geometry) if geometry is not None else None
@@ -348,10 +429,11 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(workdir, config)
     data_iterator = make_data_iterator(config, trainer.num_local_devices)
-    state = trainer.init_state()
     latest = ckpt.latest_step()
-    if latest is not None:
-        state = trainer.place(ckpt.restore(latest, state, data_iterator))
+    if latest is None:
+        state = trainer.init_state()
+    else:
+        state = ckpt.restore(latest, trainer.abstract_state(), data_iterator)
         log(f"resumed from {ckpt.directory / str(latest)}")
     start = int(to_host(state.step))
     total = configuration.total_steps(config)
@@ -388,7 +470,7 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
     logger.close()
     if best:
         best.close()
-    return {"state": state, "last_metrics": last, "trace_count": trainer.trace_count}
+    return {"state": state, "last_metrics": last, "trace_count": trainer.trace_count - traces_before}
 
 
 class MetricsLogger:

@@ -54,6 +54,15 @@ def shared():
 
 
 @pytest.fixture(scope="session")
+def tiny_run() -> list[str]:
+    """Overrides of configs/tiny.py for the one tiny 1-device float32 run (64x64, width 2, batch 2)
+    that test_config's generated configs, the runs of test_evaluate and test_predict and the
+    overfit test of test_train train: its step compiles once per pytest process (train.Trainer
+    shares compiled programs). Learning rate 1e-2: the overfit test needs it (see there)."""
+    return ["image_size=64", "width=2", "batch_size=2", "num_devices=1", "learning_rate=1e-2"]
+
+
+@pytest.fixture(scope="session")
 def tiny_synth_tfds(tmp_path_factory):
     """Tiny synthetic sets, built: {'raw', 'tfds', 'model', 'aflw'} paths (prn_300w_lp/size64 with
     16 records, aflw2000_3d/maps64 with 4 images), from a small procedural model."""

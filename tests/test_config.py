@@ -35,15 +35,17 @@ def test_impossible_values_fail_before_compiling(override, field):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_every_config_loads_and_runs_one_step(name, tmp_path: Path, request):
-    small = ["width=2", "batch_size=2", "num_devices=1", "num_steps=1", "checkpoint_every_steps=1",
-             "log_every_steps=1"]
+def test_every_config_loads_and_runs_one_step(name, tmp_path: Path, request, tiny_run):
+    small = ["num_steps=1", "checkpoint_every_steps=1", "log_every_steps=1"]
     if configuration.load_config(name).data.source == "tfds":
         data = request.getfixturevalue("tiny_synth_tfds")  # built once per session
-        small += ["image_size=64", f"data.dir='{data['tfds']}'", f"data.model_dir='{data['model']}'",
-                  f"eval_data='{data['aflw']}'", "eval_every_steps=1", "eval_limit=2"]
+        # Width 2 and batch 4 of 16 records at 64x64: the train step of test_main_job's run of
+        # cpu_default, compiled once per pytest process (train.Trainer).
+        small += ["width=2", "batch_size=4", "num_devices=1", "image_size=64", f"data.dir='{data['tfds']}'",
+                  f"data.model_dir='{data['model']}'", f"eval_data='{data['aflw']}'", "eval_every_steps=1",
+                  "eval_limit=2"]
     else:
-        small += ["image_size=32", "data.num_train_examples=4"]
+        small += tiny_run
     config = configuration.load_config(name, small)
     result = train.train_and_evaluate(config, tmp_path, log=lambda s: None)
     assert int(result["state"].step) == 1

@@ -166,7 +166,7 @@ def test_real_aflw_fixtures_roundtrip_below_1e3(shared):
 
 
 @pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory):
+def synthetic_run(tmp_path_factory, tiny_run):
     """A one-step tiny run (64x64 maps) and 3 synthetic AFLW2000-3D images with the small model."""
     from prn_jax import configuration, train
     from prn_jax.synth import datasets, face_generator
@@ -175,8 +175,7 @@ def synthetic_run(tmp_path_factory):
     face = face_generator.make_procedural_face(
         face_generator.ModelSpec(rows=61, cols=71, num_shape=40, num_exp=20, num_tex=40))
     datasets.generate(face, root / "synth", num=0, seed=3, test_num=3, workers=1, progress=False)
-    config = configuration.load_config("tiny", ["image_size=64", "width=2", "batch_size=2", "num_devices=1",
-                                                "data.num_train_examples=4", "num_steps=1"])
+    config = configuration.load_config("tiny", [*tiny_run, "num_steps=1"])
     train.train_and_evaluate(config, root / "run", log=lambda s: None)
     return root
 

@@ -89,13 +89,12 @@ def test_crop_rules():
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, small_face):
+def run_dir(tmp_path_factory, small_face, tiny_run):
     """A one-step tiny run (64x64 maps), a BFM.mat model folder and two synthetic images."""
     from prn_jax import configuration, train
 
     root = tmp_path_factory.mktemp("predict")
-    config = configuration.load_config("tiny", ["image_size=64", "width=2", "batch_size=2", "num_devices=1",
-                                                "data.num_train_examples=4", "num_steps=1"])
+    config = configuration.load_config("tiny", [*tiny_run, "num_steps=1"])
     train.train_and_evaluate(config, root / "run", log=lambda s: None)
     face = small_face[0]
     (root / "model").mkdir()
