@@ -120,7 +120,7 @@ def test_two_processes_match_one_process_on_same_global_batches(two_process_runs
     # in a width-2 net. After 3 steps every parameter still agrees to 10% of one Adam update (lr
     # 1e-3): measured at most 3.2e-6 apart, and 99.8% within rtol 1e-5 (against 1 process x 4
     # devices: 1.2e-5 and 98.5%; which entries flip depends on the reduction order and on how XLA
-    # fused the update; BUILD_NOTES issue 9, 2026-12-02 and 2026-12-02 (2)).
+    # fused the update; BUILD_NOTES issue 9, both 2026-12-02 entries).
     assert loss2[:EVERY] == pytest.approx(loss1[:EVERY], rel=1e-6)  # measured: 9e-8
     assert loss2 == pytest.approx(loss1, rel=2e-2)  # measured: 0.5% at step 6
     params1, params2 = _leaves(one_mid.params), _leaves(two_mid.params)
