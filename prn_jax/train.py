@@ -182,10 +182,12 @@ class _Programs:
 
     def __init__(self, config, devices):
         self.config = config
+        self.mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+        self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
         self.model = model_lib.build_model(config, axis_name=AXIS)
         self.tx = make_optimizer(config)
         self.trace_count = 0
-        self.compiled_init = None
+        self._compiled_init = None
         step = make_train_step(config, self.model, self.tx)
         k = config.steps_per_dispatch
 
@@ -198,6 +200,23 @@ class _Programs:
 
         self.p_step = jax.pmap(dispatch, axis_name=AXIS, in_axes=(None, 0, None, None), out_axes=None,
                                devices=devices, donate_argnums=(0,))
+
+    def _create_state(self) -> TrainState:
+        return create_train_state(self.config, self.model, self.tx)
+
+    def init_state(self) -> TrainState:
+        """See `Trainer.init_state`; the program is compiled on the first call."""
+        if self._compiled_init is None:
+            lowered = jax.jit(self._create_state, out_shardings=self.replicated).lower()
+            cpu = self.mesh.devices.flat[0].platform == "cpu"
+            options = cpu_runtime.RUN_ONCE_COMPILER_OPTIONS if cpu else None
+            self._compiled_init = lowered.compile(compiler_options=options)
+        return self._compiled_init()
+
+    def abstract_state(self) -> TrainState:
+        """See `Trainer.abstract_state`."""
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.replicated),
+                            jax.eval_shape(self._create_state))
 
 
 _programs: dict[str, _Programs] = {}
@@ -244,8 +263,8 @@ class Trainer:
             n = jax.local_device_count() if config.num_devices == -1 else config.num_devices
             self.devices = jax.local_devices()[:n]
         self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
-        self.mesh = jax.sharding.Mesh(np.asarray(self.devices), (AXIS,))
         self._programs = _programs_for(config, self.devices)
+        self.mesh = self._programs.mesh
         self.model, self.tx, self.p_step = self._programs.model, self._programs.tx, self._programs.p_step
 
     @property
@@ -270,28 +289,17 @@ class Trainer:
         and Adam state) took 19-25 s to compile at XLA's default -O3 and 4-11 s at -O0 (once per
         process and program, see HOST_FIELDS). The values are deterministic either way (a few
         differ from -O3's by <= 2e-7)."""
-        programs = self._programs
-        if programs.compiled_init is None:
-            sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
-            lowered = jax.jit(lambda: create_train_state(programs.config, programs.model, programs.tx),
-                              out_shardings=sharding).lower()
-            cpu = self.devices[0].platform == "cpu"
-            options = cpu_runtime.RUN_ONCE_COMPILER_OPTIONS if cpu else None
-            programs.compiled_init = lowered.compile(compiler_options=options)
-        return programs.compiled_init()
+        return self._programs.init_state()
 
     def abstract_state(self) -> TrainState:
         """The initial state's shapes and dtypes with the replicated sharding of `place`
         (`jax.ShapeDtypeStruct` leaves): traced, not compiled. The restore target of a resumed
         run, which so never compiles or runs the initialiser."""
-        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
-        programs = self._programs
-        shapes = jax.eval_shape(lambda: create_train_state(programs.config, programs.model, programs.tx))
-        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+        return self._programs.abstract_state()
 
     def place(self, tree):
         """Replicate `tree` with the sharding the pmapped step returns, so it compiles once."""
-        return jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
+        return jax.device_put(tree, self._programs.replicated)
 
     def place_batch(self, batch: dict) -> dict:
         """This process's host batch (local devices, ...) -> global device arrays (devices, ...),
@@ -311,9 +319,8 @@ class Trainer:
         """Multi-process: pmap returns replicated arrays sharded over this process's devices only;
         re-wrap their shards (no copy) as global arrays over all devices, which Orbax can save
         and which the next step gets with the sharding of `place`."""
-        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
         return jax.tree.map(lambda x: jax.make_array_from_single_device_arrays(
-            x.shape, sharding, [s.data for s in x.addressable_shards]), tree)
+            x.shape, self._programs.replicated, [s.data for s in x.addressable_shards]), tree)
 
 
 def stack_dispatch(batches: Iterator[dict], steps: int) -> Iterator[dict]:

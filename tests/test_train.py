@@ -45,8 +45,7 @@ def _host_inputs(config, step, n):
 
 def _one_step(n, dtype="float32"):
     """One step on n devices, under `jax.transfer_guard("disallow")`; (state, loss, trainer)."""
-    config = _config(f"num_devices={n}")
-    config.dtype = dtype  # set after loading: float64 is a test-only compute dtype
+    config = _config(f"num_devices={n}", f"dtype='{dtype}'")
     trainer = train.Trainer(config)
     state = trainer.init_state()
     batch, weights = _host_inputs(config, 0, n)
@@ -247,8 +246,7 @@ def test_steps_per_dispatch_equals_single_steps(tmp_path: Path, no_compilation_c
     with _float64_compute():
         for k in (1, 2):
             config = _config("num_steps=4", "checkpoint_every_steps=4", "log_every_steps=2",
-                             f"steps_per_dispatch={k}")
-            config.dtype = "float64"
+                             f"steps_per_dispatch={k}", "dtype='float64'")
             results[k] = train.train_and_evaluate(config, tmp_path / str(k), log=lambda s: None)
             assert results[k]["trace_count"] <= 1
     for a, b in zip(_leaves(results[1]["state"]), _leaves(results[2]["state"])):
