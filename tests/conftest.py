@@ -1,5 +1,6 @@
 """Test setup: 8 simulated CPU devices (for the pmap tests) and shared fixtures."""
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +22,20 @@ import jax  # noqa: E402  (after XLA_FLAGS)
 # 0.10.2 cannot serialise on CPU use the `no_compilation_cache` fixture.
 jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="prn_jax_test_jit_cache_"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@contextlib.contextmanager
+def float64_compute():
+    """float64 compute, a test-only dtype (`configuration.DTYPES` extended, jax's x64 mode on):
+    in float32 a width-2 net with 27 BatchNorms amplifies summation-order noise too soon for tight
+    comparisons. test_train's float64 8-device step is shared by most of its tests and by
+    test_multiprocess's 1-process reference (compiled once per pytest process, see train.Trainer);
+    test_multiprocess's workers extend DTYPES the same way (its WORKER)."""
+    from prn_jax import configuration
+
+    with pytest.MonkeyPatch.context() as patch, jax.enable_x64(True):
+        patch.setattr(configuration, "DTYPES", (*configuration.DTYPES, "float64"))
+        yield
 
 
 @pytest.fixture

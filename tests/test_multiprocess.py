@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import float64_compute
 from launch import local_multiprocess
 from prn_jax import configuration, distributed, train
 from prn_jax.checkpointing import Checkpointer
@@ -67,8 +68,8 @@ def _state_at(workdir: Path, step: int, target):
     return state
 
 
-def _float64_config(monkeypatch, *extra):
-    monkeypatch.setattr(configuration, "DTYPES", (*configuration.DTYPES, "float64"))
+def _float64_config(*extra):
+    """The runs' config with float64 compute; call within `float64_compute()`."""
     return configuration.load_config("tiny", [*OVERRIDES, "dtype='float64'", *extra])
 
 
@@ -104,12 +105,12 @@ def two_process_runs(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process_on_same_global_batches(two_process_runs, tmp_path, monkeypatch):
+def test_two_processes_match_one_process_on_same_global_batches(two_process_runs, tmp_path):
     two = two_process_runs["uninterrupted"]
-    with jax.enable_x64(True):
+    with float64_compute():
         # 8 devices (one example each) rather than 4: the same global batches, and the programs of
         # test_train's float64 8-device tests (compiled once per pytest process, see train.Trainer).
-        config = _float64_config(monkeypatch, "num_devices=8")
+        config = _float64_config("num_devices=8")
         one = train.train_and_evaluate(config, tmp_path / "one", log=lambda s: None)
         one_mid, two_mid = (_state_at(w, EVERY, one["state"]) for w in (tmp_path / "one", two))
     log1, log2 = train.read_log(tmp_path / "one"), train.read_log(two)
@@ -132,12 +133,12 @@ def test_two_processes_match_one_process_on_same_global_batches(two_process_runs
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_and_matches_uninterrupted(two_process_runs, monkeypatch):
+def test_killed_run_resumes_and_matches_uninterrupted(two_process_runs):
     resumed, uninterrupted = two_process_runs["resumed"], two_process_runs["uninterrupted"]
     assert train.read_log(resumed) and [(r["step"], r["loss"]) for r in train.read_log(resumed)] == \
         [(r["step"], r["loss"]) for r in train.read_log(uninterrupted)]
-    with jax.enable_x64(True):
-        target = train.Trainer(_float64_config(monkeypatch, "num_devices=8")).abstract_state()
+    with float64_compute():
+        target = train.Trainer(_float64_config("num_devices=8")).abstract_state()
         end_resumed, end_uninterrupted = (_state_at(w, STEPS, target) for w in (resumed, uninterrupted))
     for a, b in zip(_leaves(end_uninterrupted), _leaves(end_resumed)):
         np.testing.assert_array_equal(b, a)

@@ -1,4 +1,3 @@
-import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -9,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import float64_compute
 from prn_jax import checkpointing, configuration, loss as loss_lib, train
 
 SMALL = ["image_size=32", "width=2", "batch_size=8", "data.num_train_examples=16", "log_every_steps=1"]
@@ -16,16 +16,6 @@ SMALL = ["image_size=32", "width=2", "batch_size=8", "data.num_train_examples=16
 
 def _config(*extra):
     return configuration.load_config("tiny", [*SMALL, *extra])
-
-
-@contextlib.contextmanager
-def _float64_compute():
-    """float64 compute: a test-only dtype (configuration.DTYPES extended, jax's x64 mode on). The
-    float64 8-device step of SMALL is shared by most tests here and test_multiprocess's
-    1-process run (compiled once per pytest process, see train.Trainer)."""
-    with pytest.MonkeyPatch.context() as patch, jax.enable_x64(True):
-        patch.setattr(configuration, "DTYPES", (*configuration.DTYPES, "float64"))
-        yield
 
 
 def _weights(config):
@@ -61,7 +51,7 @@ def test_pmap_over_8_devices_equals_one_device_with_no_hidden_host_transfers():
     (about lr * sign(g)) turns into a few flipped entries. The BatchNorm op alone is checked across
     devices in float32 (test_batch_norm)."""
     assert jax.local_device_count() >= 8, "conftest sets 8 simulated CPU devices"
-    with _float64_compute():
+    with float64_compute():
         (s1, l1, _), (s8, l8, trainer8) = _one_step(1, "float64"), _one_step(8, "float64")
         # The steps above ran under transfer_guard("disallow"); a numpy batch is an implicit transfer.
         unplaced, weights = _host_inputs(trainer8.config, 1, 8)
@@ -188,7 +178,7 @@ def six_step_runs(tmp_path_factory) -> dict:
     share) done in one go and as 3 steps, a fake log line past the checkpoint (the run died later),
     then a resume: {"config", "full", "resumed" (workdirs), "res_full", "res" (their results)}."""
     root = tmp_path_factory.mktemp("six_steps")
-    with _float64_compute():
+    with float64_compute():
         full = _config("num_steps=6", "checkpoint_every_steps=3", "dtype='float64'")
         res_full = train.train_and_evaluate(full, root / "full", log=lambda s: None)
         train.train_and_evaluate(_config("num_steps=3", "checkpoint_every_steps=3", "dtype='float64'"),
@@ -234,7 +224,7 @@ def test_corrupt_checkpoint_names_the_directory(six_step_runs, tmp_path: Path):
             shutil.rmtree(sub)
             sub.mkdir()
             (sub / "garbage").write_text("not a checkpoint")
-    with _float64_compute(), pytest.raises(checkpointing.CheckpointError, match=str(step_dir)):
+    with float64_compute(), pytest.raises(checkpointing.CheckpointError, match=str(step_dir)):
         train.train_and_evaluate(_config("num_steps=8", "dtype='float64'"), workdir, log=lambda s: None)
 
 
@@ -243,7 +233,7 @@ def test_steps_per_dispatch_equals_single_steps(tmp_path: Path, no_compilation_c
     float64 compute: in float32 the two programs' different fusion gives ~1e-2 relative noise in
     the tiny net's gradients, see test_pmap_over_8_devices_equals_one_device)."""
     results = {}
-    with _float64_compute():
+    with float64_compute():
         for k in (1, 2):
             config = _config("num_steps=4", "checkpoint_every_steps=4", "log_every_steps=2",
                              f"steps_per_dispatch={k}", "dtype='float64'")
