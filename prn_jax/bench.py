@@ -2,7 +2,7 @@
 
   prn-jax bench [model] --config paper [--impls reference,subpixel] [--dtypes float32,bfloat16]
                                        [--augment off,on] [--batch-sizes 16,64,256]
-                                       [--peak-tflops 989] [--json FILE]
+                                       [--peak-tflops 989] [--json FILE] [--plot PNG]
   prn-jax bench decoder ...       (prn_jax.bench_decoder: the 17-layer decoder alone)
   prn-jax bench augment ...       (prn_jax.bench_augment: on-device vs host augmentation)
   prn-jax bench ground-truth ...  (prn_jax.geometry.bench_ground_truth: fit -> position map)
@@ -18,7 +18,8 @@ H100 or H200 SXM's dense bf16). With `--augment off,on` each variant also runs w
 augmentation, and the ratios give augmentation's share of the train step. `--batch-sizes` times
 the train step at each global batch size in increasing order and stops at the first that does
 not fit in device memory (recorded as such): the largest batch that fits, and its images/s.
-`--json FILE` writes every row with the versions and the device.
+`--json FILE` writes every row with the versions and the device, `--plot PNG` draws images/s
+(and MFU) against the batch size.
 """
 
 from __future__ import annotations
@@ -166,6 +167,45 @@ def _format_row(impl: str, name: str, r: dict, forward_batch: int) -> str:
     return text
 
 
+def plot_throughput(rows: list[dict], path: str | Path, title: str) -> Path:
+    """PNG of train images/s (and MFU, when the rows have it) against the global batch size, one
+    line per (decoder impl, dtype, augmentation); batches that did not fit are marked with an x."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    mfu = any("train_mfu" in r for r in rows)
+    fig = Figure(figsize=(11 if mfu else 6, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2 if mfu else 1, squeeze=False)[0]
+    variants = dict.fromkeys((r["decoder_impl"], r["dtype"], r["augment"]) for r in rows)
+    for impl, dtype, aug in variants:
+        mine = [r for r in rows if (r["decoder_impl"], r["dtype"], r["augment"]) == (impl, dtype, aug)]
+        timed = [r for r in mine if not r.get("out_of_memory")]
+        label = f"{impl} {dtype}" + (" aug" if aug else "")
+        for ax, key, scale in zip(axes, ("train_images_per_s", "train_mfu"), (1.0, 100.0)):
+            line, = ax.plot([r["batch_size"] for r in timed], [scale * r[key] for r in timed], "o-", label=label)
+            for r in mine:
+                if r.get("out_of_memory"):
+                    ax.axvline(r["batch_size"], color=line.get_color(), ls=":", lw=1)
+                    ax.plot([r["batch_size"]], [0], "x", color=line.get_color(), ms=9)
+    sizes = sorted({r["batch_size"] for r in rows})
+    for ax, ylabel in zip(axes, ("train images / s", "model FLOP utilisation (%)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("global batch (x: out of device memory)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
 def bench_model(argv: list[str]) -> int:
     from prn_jax import checkpointing, configuration
 
@@ -185,6 +225,7 @@ def bench_model(argv: list[str]) -> int:
                         help="batch of the forward throughput (0: no forward timings)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--plot", default=None, help="also plot images/s (and MFU) per batch to this PNG")
     args, overrides = parser.parse_known_args(argv)
     base = configuration.load_config(args.config, overrides)
     impls = args.impls.split(",") if args.impls else [base.decoder_impl]
@@ -240,6 +281,10 @@ def bench_model(argv: list[str]) -> int:
                   + (f"  fwd b1 x{r['forward_b1_s'] / base_row['forward_b1_s']:.2f}" if "forward_b1_s" in r else ""))
     if args.json:
         print(f"# wrote {args.json}")
+    if args.plot and timed:
+        title = (f"prn-jax train step, config {args.config} ({base.image_size}px, width {base.width}), "
+                 f"{device.device_kind} x{jax.device_count()}")
+        print(f"# wrote {plot_throughput(rows, args.plot, title)}")
     return 0
 
 

@@ -9,7 +9,8 @@
 # ml_collections) it writes under $OUT, most important first, each step time-boxed so that a slow
 # one leaves the others' results: bench_b16.json (paper config, bfloat16, sub-pixel vs reference
 # decoder: train step, forward latency at batch 1, MFU against 989 TFLOP/s), bench_sweep.json
-# (bfloat16 train step at growing batches until one does not fit), bench_f32.json,
+# (bfloat16 train step at growing batches until one does not fit; plotted in bench_sweep.png),
+# bench_f32.json,
 # bench_fast_grad.json (encoder_conv_impl=fast_grad), and gpu_check.log (all output, and the decoder,
 # convolution and BatchNorm tests run on the GPU at float32 precision).
 set -uo pipefail
@@ -63,7 +64,7 @@ bench() {  # bench NAME ARGS...: one `prn-jax bench model` process, time-boxed
   echo "## $name: exit $?"
 }
 bench bench_b16 --impls subpixel,reference --dtypes bfloat16 --batch-sizes "$BATCH" --forward-batch "$FWD"
-bench bench_sweep --dtypes bfloat16 --batch-sizes "$SWEEP" --forward-batch 0
+bench bench_sweep --dtypes bfloat16 --batch-sizes "$SWEEP" --forward-batch 0 --plot "$OUT/bench_sweep.png"
 bench bench_f32 --dtypes float32 --batch-sizes "$BATCH" --forward-batch "$FWD"
 bench bench_fast_grad --dtypes bfloat16 --batch-sizes "$BATCH" --forward-batch 0 --config.encoder_conv_impl=fast_grad
 

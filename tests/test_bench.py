@@ -50,12 +50,27 @@ def test_procedural_batch_repeats_distinct_examples_up_to_the_batch():
     np.testing.assert_array_equal(batch["image"][:, 0], batch["image"][:, 1])
 
 
+def test_throughput_plot_marks_the_batch_that_did_not_fit(tmp_path):
+    rows = [{"decoder_impl": "subpixel", "dtype": d, "augment": False, "batch_size": b,
+             "train_images_per_s": 100.0 * b ** 0.5, "train_mfu": 0.01 * b ** 0.5}
+            for d in ("bfloat16", "float32") for b in (16, 64)]
+    rows.append({"decoder_impl": "subpixel", "dtype": "float32", "augment": False, "batch_size": 256,
+                 "out_of_memory": True, "error": "RESOURCE_EXHAUSTED"})
+    path = bench.plot_throughput(rows, tmp_path / "sub" / "sweep.png", "test")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.size == (1100, 450)  # two panels: images/s and MFU
+        pixels = np.asarray(image.convert("L"))
+    assert pixels.min() < 100 and pixels.std() > 10  # something is drawn
+
+
 def test_model_benchmark_reports_consistent_numbers(tmp_path, tiny_run, capsys):
     out = tmp_path / "bench.json"
     overrides = [f"--config.{o}" for o in tiny_run]
     assert bench.main(["model", "--config", "tiny", "--repeats", "1", "--latency-repeats", "2",
                        "--forward-batch", "2", "--batch-sizes", "2", "--peak-tflops", "0.5",
-                       "--json", str(out), *overrides]) == 0
+                       "--json", str(out), "--plot", str(tmp_path / "bench.png"), *overrides]) == 0
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert report["backend"] == "cpu" and report["packages"]["jax"] == jax.__version__
@@ -68,3 +83,4 @@ def test_model_benchmark_reports_consistent_numbers(tmp_path, tiny_run, capsys):
         row["train_flops_per_example"] * row["train_images_per_s"] / 0.5e12)
     assert 0 < row["forward_b1_s"] and row["forward_b2_images_per_s"] == pytest.approx(2 / row["forward_b2_s"])
     assert "MFU" in printed and "fwd b1" in printed and f"wrote {out}" in printed
+    assert (tmp_path / "bench.png").stat().st_size > 10_000
