@@ -44,7 +44,9 @@ else
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # prn_jax.cpu_runtime's XLA CPU flag is for jaxlib 0.10's CPU backend; not for this machine.
-export PRN_JAX_CPU_DEFAULTS=0
+# JAX may take 95% of the GPU's memory instead of 75%: the sweep looks for the largest batch (the
+# CPU-compiled paper step needs ~71 MiB per example in bfloat16, so ~1,900 might fit in 132 GiB).
+export PRN_JAX_CPU_DEFAULTS=0 XLA_PYTHON_CLIENT_MEM_FRACTION=0.95
 exec > >(tee "$OUT/gpu_check.log") 2>&1
 
 echo "# gpu_check $(date -u +%FT%TZ), revision $(cat .whl/REVISION 2>/dev/null || git rev-parse HEAD 2>/dev/null)"
