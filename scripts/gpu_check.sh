@@ -47,33 +47,37 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # JAX may take 95% of the GPU's memory instead of 75%: the sweep looks for the largest batch (the
 # CPU-compiled paper step needs ~71 MiB per example in bfloat16, so ~1,900 might fit in 132 GiB).
 export PRN_JAX_CPU_DEFAULTS=0 XLA_PYTHON_CLIENT_MEM_FRACTION=0.95
-exec > >(tee "$OUT/gpu_check.log") 2>&1
+MODE=${1:-}
 
-echo "# gpu_check $(date -u +%FT%TZ), revision $(cat .whl/REVISION 2>/dev/null || git rev-parse HEAD 2>/dev/null)"
-command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
-"$PY" -c "import jax, jaxlib, flax, optax; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" || exit 1
+check() {
+  echo "# gpu_check $(date -u +%FT%TZ), revision $(cat .whl/REVISION 2>/dev/null || git rev-parse HEAD 2>/dev/null)"
+  command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  "$PY" -c "import jax, jaxlib, flax, optax; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" || exit 1
 
-DEADLINE=$((SECONDS + TOTAL))  # the device tool's command limit is 600 s
-limit() {  # limit SECONDS: at most that, and no later than the deadline
-  local left=$((DEADLINE - SECONDS))
-  echo $(($1 < left ? $1 : (left > 0 ? left : 1)))
+  DEADLINE=$((SECONDS + TOTAL))  # the device tool's command limit is 600 s
+  limit() {  # limit SECONDS: at most that, and no later than the deadline
+    local left=$((DEADLINE - SECONDS))
+    echo $(($1 < left ? $1 : (left > 0 ? left : 1)))
+  }
+  bench() {  # bench NAME ARGS...: one `prn-jax bench model` process, time-boxed
+    local name=$1; shift
+    echo "## $name ($(limit "$LIMIT") s at most)"
+    timeout "$(limit "$LIMIT")" "$PY" -m prn_jax.cli bench model "${CONFIG[@]}" --repeats "$REPEATS" \
+      --latency-repeats "$LATENCY" --peak-tflops "$PEAK" --json "$OUT/$name.json" "$@"
+    echo "## $name: exit $?"
+  }
+  bench bench_b16 --impls subpixel,reference --dtypes bfloat16 --batch-sizes "$BATCH" --forward-batch "$FWD"
+  bench bench_sweep --dtypes bfloat16 --batch-sizes "$SWEEP" --forward-batch 0 --plot "$OUT/bench_sweep.png"
+  bench bench_f32 --dtypes float32 --batch-sizes "$BATCH" --forward-batch "$FWD"
+  bench bench_fast_grad --dtypes bfloat16 --batch-sizes "$BATCH" --forward-batch 0 --config.encoder_conv_impl=fast_grad
+
+  if [ "$MODE" != "--smoke" ]; then
+    echo "## tests on the GPU (float32 at full precision)"
+    # (Not the 4-device pmap test, nor the CPU-only fusion-boundary test.)
+    JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest timeout "$(limit 150)" "$PY" -m pytest -q -p no:cacheprovider \
+      tests/test_decoder_ops.py tests/test_conv_ops.py tests/test_batch_norm.py -k "not under_pmap and not on_cpu"
+    echo "## tests: exit $?"
+  fi
 }
-bench() {  # bench NAME ARGS...: one `prn-jax bench model` process, time-boxed
-  local name=$1; shift
-  echo "## $name ($(limit "$LIMIT") s at most)"
-  timeout "$(limit "$LIMIT")" "$PY" -m prn_jax.cli bench model "${CONFIG[@]}" --repeats "$REPEATS" \
-    --latency-repeats "$LATENCY" --peak-tflops "$PEAK" --json "$OUT/$name.json" "$@"
-  echo "## $name: exit $?"
-}
-bench bench_b16 --impls subpixel,reference --dtypes bfloat16 --batch-sizes "$BATCH" --forward-batch "$FWD"
-bench bench_sweep --dtypes bfloat16 --batch-sizes "$SWEEP" --forward-batch 0 --plot "$OUT/bench_sweep.png"
-bench bench_f32 --dtypes float32 --batch-sizes "$BATCH" --forward-batch "$FWD"
-bench bench_fast_grad --dtypes bfloat16 --batch-sizes "$BATCH" --forward-batch 0 --config.encoder_conv_impl=fast_grad
-
-if [ "${1:-}" != "--smoke" ]; then
-  echo "## tests on the GPU (float32 at full precision)"
-  # (Not the 4-device pmap test, nor the CPU-only fusion-boundary test.)
-  JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest timeout "$(limit 150)" "$PY" -m pytest -q -p no:cacheprovider \
-    tests/test_decoder_ops.py tests/test_conv_ops.py tests/test_batch_norm.py -k "not under_pmap and not on_cpu"
-  echo "## tests: exit $?"
-fi
+# A pipeline, so that the log is complete when the script returns.
+check 2>&1 | tee "$OUT/gpu_check.log"
