@@ -237,6 +237,10 @@ def bench_model(argv: list[str]) -> int:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else [base.batch_size]
     except ValueError:
         parser.error(f"--batch-sizes {args.batch_sizes}: a comma list of integers")
+    num_devices = jax.device_count() if base.num_devices == -1 else base.num_devices
+    if bad := [b for b in batch_sizes if b <= 0 or b % num_devices]:
+        parser.error(f"--batch-sizes {args.batch_sizes}: {bad} not a positive multiple of the "
+                     f"{num_devices} devices the step runs on")
     device = jax.devices()[0]
     print(f"# prn-jax bench model: config {args.config} {overrides}, image {base.image_size}, width "
           f"{base.width}, global batches {sorted(batch_sizes)}, backend {jax.default_backend()} "

@@ -39,6 +39,12 @@ def test_sweep_lets_other_errors_through():
     assert not bench.is_out_of_memory(ValueError("RESOURCE_EXHAUSTED"))  # only XLA's own error
 
 
+def test_batch_sizes_must_divide_over_the_devices(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--config", "tiny", "--batch-sizes", "8,6,12", "--config.num_devices=4"])
+    assert "[6]" in capsys.readouterr().err
+
+
 def test_procedural_batch_repeats_distinct_examples_up_to_the_batch():
     config = configuration.load_config("tiny", ["image_size=32", "batch_size=40", "steps_per_dispatch=2"])
     batch = bench.procedural_batch(config, num_local_devices=4)
