@@ -70,7 +70,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 def procedural_batch(config, num_local_devices: int) -> dict[str, np.ndarray]:
     """One host batch (local devices, [steps_per_dispatch,] per-device batch, S, S, 3) of the
     generated data: DISTINCT_EXAMPLES examples repeated up to the global batch."""
-    from prn_jax import generated_data
+    from prn_jax import generated_data, train
 
     local = config.batch_size // jax.process_count()
     distinct = [generated_data.example(config.seed, i, config.image_size)
@@ -78,8 +78,7 @@ def procedural_batch(config, num_local_devices: int) -> dict[str, np.ndarray]:
     shape = (num_local_devices, local // num_local_devices) + (config.image_size,) * 2 + (3,)
     batch = {name: np.stack([distinct[i % len(distinct)][j] for i in range(local)]).reshape(shape)
              for j, name in enumerate(("image", "pos_map"))}
-    k = config.steps_per_dispatch
-    return batch if k == 1 else {name: np.stack([x] * k, axis=1) for name, x in batch.items()}
+    return next(train.stack_dispatch(itertools.repeat(batch), config.steps_per_dispatch))
 
 
 def bench_variant(config, repeats: int, forward_batch: int | None, peak_tflops: float | None,
@@ -121,10 +120,10 @@ def bench_variant(config, repeats: int, forward_batch: int | None, peak_tflops: 
     variables = {"params": holder["state"].params, "batch_stats": holder["state"].batch_stats}
     fwd = jax.jit(lambda v, x: model.apply(v, x, train=False))
     rng = np.random.default_rng(0)
+    v = jax.device_put(variables, trainer.devices[0])
     for name, b, n in (("b1", 1, max(repeats, latency_repeats)), (f"b{forward_batch}", forward_batch, repeats)):
         x = jax.device_put(jnp.asarray(rng.uniform(size=(b, config.image_size, config.image_size, 3)),
                                        jnp.float32), trainer.devices[0])
-        v = jax.device_put(variables, trainer.devices[0])
         t0 = time.perf_counter()
         lowered = fwd.lower(v, x)
         compiled = lowered.compile()

@@ -3,16 +3,15 @@
 #
 #   bash scripts/gpu_check.sh --prepare   here, once: wheels the GPU image lacks into .whl/
 #   run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=600)   on the GPU machine
-#   bash scripts/gpu_check.sh --smoke     here: the same steps on the CPU, tiny config (~6 min)
+#   bash scripts/gpu_check.sh --smoke     here: the benchmark steps on the CPU, tiny config (~5 min)
 #
 # On the GPU machine (its python3 has jax with CUDA, flax, optax, orbax, chex, pytest; not
 # ml_collections) it writes under $OUT, most important first, each step time-boxed so that a slow
 # one leaves the others' results: bench_b16.json (paper config, bfloat16, sub-pixel vs reference
 # decoder: train step, forward latency at batch 1, MFU against 989 TFLOP/s), bench_sweep.json
 # (bfloat16 train step at growing batches until one does not fit; plotted in bench_sweep.png),
-# bench_f32.json,
-# bench_fast_grad.json (encoder_conv_impl=fast_grad), and gpu_check.log (all output, and the decoder,
-# convolution and BatchNorm tests run on the GPU at float32 precision).
+# bench_f32.json, bench_fast_grad.json (encoder_conv_impl=fast_grad), and gpu_check.log (all
+# output, and the decoder, convolution and BatchNorm tests run on the GPU at float32 precision).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
