@@ -22,8 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_ENVS = {
     "default": {},
-    "malloc-no-mmap": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000",
-                       "MALLOC_TOP_PAD_": "1000000000"},
+    "malloc-no-mmap": {
+        "MALLOC_MMAP_MAX_": "0",
+        "MALLOC_TRIM_THRESHOLD_": "100000000000",
+        "MALLOC_TOP_PAD_": "1000000000",
+    },
     "hugepages": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
 }
 
@@ -40,20 +43,43 @@ def run(cmd: list[str], env_extra: dict[str, str], pattern: str) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--torch-python", required=True)
     parser.add_argument("--prn-jax", default=str(Path(sys.executable).with_name("prn-jax")))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--torch-envs", default=",".join(TORCH_ENVS))
-    parser.add_argument("--encoder-conv-impl", default="fast_grad",
-                        help="prn-jax encoder_conv_impl (the 2026-11-29 numbers: fast_grad)")
+    parser.add_argument(
+        "--encoder-conv-impl",
+        default="fast_grad",
+        help="prn-jax encoder_conv_impl (the 2026-11-29 numbers: fast_grad)",
+    )
     args = parser.parse_args()
-    torch_cmd = [args.torch_python, "benchmarks/torch_prnet_cpu.py", "--size", str(args.size),
-                 "--batch", "16", "--steps", "3"]
-    jax_cmd = [args.prn_jax, "bench", "--config", "paper", "--repeats", "3", "--forward-batch", "1",
-               "--config.data.source=generated", f"--config.image_size={args.size}",
-               f"--config.encoder_conv_impl={args.encoder_conv_impl}"]
+    torch_cmd = [
+        args.torch_python,
+        "benchmarks/torch_prnet_cpu.py",
+        "--size",
+        str(args.size),
+        "--batch",
+        "16",
+        "--steps",
+        "3",
+    ]
+    jax_cmd = [
+        args.prn_jax,
+        "bench",
+        "--config",
+        "paper",
+        "--repeats",
+        "3",
+        "--forward-batch",
+        "1",
+        "--config.data.source=generated",
+        f"--config.image_size={args.size}",
+        f"--config.encoder_conv_impl={args.encoder_conv_impl}",
+    ]
     times: dict[str, list[float]] = {}
     for r in range(args.rounds):
         for name in args.torch_envs.split(","):
@@ -66,8 +92,10 @@ def main() -> int:
     print(f"# train step at {args.size}x{args.size}, batch 16, seconds (each a median of 3 steps):")
     best_torch = min(min(v) for k, v in times.items() if k.startswith("pytorch"))
     for k, v in times.items():
-        print(f"{k:28s} min {min(v):6.3f}  median {statistics.median(v):6.3f}  "
-              f"min / best PyTorch min x{min(v) / best_torch:.2f}")
+        print(
+            f"{k:28s} min {min(v):6.3f}  median {statistics.median(v):6.3f}  "
+            f"min / best PyTorch min x{min(v) / best_torch:.2f}"
+        )
     return 0
 
 

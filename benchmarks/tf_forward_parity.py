@@ -8,13 +8,13 @@ Two steps, in two environments (TensorFlow need not share a virtualenv with JAX)
   #    forward of the resfcn256 graph (tf.nn.conv2d / conv2d_transpose SAME, BN eps 1e-3 inference)
   python -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu numpy
   /tmp/tfvenv/bin/python benchmarks/tf_forward_parity.py tf --out /tmp/tf_parity \\
-      --variables ../shared/reference/prnet_resfcn256_variables.json
+      --variables prnet_resfcn256_variables.json  # the released model's variable list (name -> shape)
 
-  # 2. JAX: import the checkpoint (`tf_import.import_tf_checkpoint` when TensorFlow is importable,
+  # 2. JAX: import the checkpoint (`tf_weights.import_tf_checkpoint` when TensorFlow is importable,
   #    else the tensors step 1 read back with tf.train.load_checkpoint) and compare outputs.
   .venv/bin/python benchmarks/tf_forward_parity.py jax --out /tmp/tf_parity
 
-The TF graph below is written from REFERENCE.md section 2 (PRNet's resfcn256), independently of
+The TF graph below is written from docs/network.md (PRNet's resfcn256), independently of
 prn_jax.model, with TF's own ops.
 """
 
@@ -28,8 +28,25 @@ from pathlib import Path
 import numpy as np
 
 ENCODER = ((32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1))
-DECODER = ((512, 1), (256, 2), (256, 1), (256, 1), (128, 2), (128, 1), (128, 1), (64, 2), (64, 1), (64, 1),
-           (32, 2), (32, 1), (16, 2), (16, 1), (3, 1), (3, 1), (3, 1))
+DECODER = (
+    (512, 1),
+    (256, 2),
+    (256, 1),
+    (256, 1),
+    (128, 2),
+    (128, 1),
+    (128, 1),
+    (64, 2),
+    (64, 1),
+    (64, 1),
+    (32, 2),
+    (32, 1),
+    (16, 2),
+    (16, 1),
+    (3, 1),
+    (3, 1),
+    (3, 1),
+)
 EPS = 1e-3
 
 
@@ -60,14 +77,21 @@ def tf_step(out: Path, variables_json: Path, size: int, batch: int, seed: int) -
     graph = tf.Graph()
     with graph.as_default():
         var = {n: tf1.get_variable(n, initializer=v.astype(np.float32)) for n, v in values.items()}
-        slots = [tf1.get_variable(n + "/Adam", initializer=np.zeros(shapes[n], np.float32))
-                 for n in list(shapes)[:3]]  # optimiser slots, as in the released checkpoint
+        slots = [
+            tf1.get_variable(n + "/Adam", initializer=np.zeros(shapes[n], np.float32))
+            for n in list(shapes)[:3]
+        ]  # optimiser slots, as in the released checkpoint
         beta1_power = tf1.get_variable("beta1_power", initializer=np.float32(0.9))
 
         def bn(x, scope):
-            return tf.nn.batch_normalization(x, var[f"{scope}/BatchNorm/moving_mean"],
-                                             var[f"{scope}/BatchNorm/moving_variance"],
-                                             var[f"{scope}/BatchNorm/beta"], var[f"{scope}/BatchNorm/gamma"], EPS)
+            return tf.nn.batch_normalization(
+                x,
+                var[f"{scope}/BatchNorm/moving_mean"],
+                var[f"{scope}/BatchNorm/moving_variance"],
+                var[f"{scope}/BatchNorm/beta"],
+                var[f"{scope}/BatchNorm/gamma"],
+                EPS,
+            )
 
         def conv(x, scope, stride):
             return tf.nn.conv2d(x, var[f"{scope}/weights"], [1, stride, stride, 1], "SAME")
@@ -84,7 +108,9 @@ def tf_step(out: Path, variables_json: Path, size: int, batch: int, seed: int) -
         for i, (c, s) in enumerate(DECODER):
             scope = f"resfcn256/{_name('Conv2d_transpose', i)}"
             n, hh, ww, _ = h.shape
-            y = tf.nn.conv2d_transpose(h, var[f"{scope}/weights"], [n, hh * s, ww * s, c], [1, s, s, 1], "SAME")
+            y = tf.nn.conv2d_transpose(
+                h, var[f"{scope}/weights"], [n, hh * s, ww * s, c], [1, s, s, 1], "SAME"
+            )
             y = bn(y, scope)
             h = tf.sigmoid(y) if i == len(DECODER) - 1 else tf.nn.relu(y)
         saver = tf1.train.Saver(var_list=list(var.values()) + slots + [beta1_power])
@@ -97,26 +123,28 @@ def tf_step(out: Path, variables_json: Path, size: int, batch: int, seed: int) -
     stored = {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
     np.savez(out / "tf_forward.npz", images=images, outputs=outputs, checkpoint=prefix)
     np.savez(out / "checkpoint_tensors.npz", **stored)
-    print(f"TF {tf.__version__}: wrote {prefix} ({len(stored)} tensors) and TF outputs {outputs.shape} "
-          f"(range {outputs.min():.4f}..{outputs.max():.4f}) to {out}")
+    print(
+        f"TF {tf.__version__}: wrote {prefix} ({len(stored)} tensors) and TF outputs {outputs.shape} "
+        f"(range {outputs.min():.4f}..{outputs.max():.4f}) to {out}"
+    )
 
 
 def jax_step(out: Path) -> int:
     import jax.numpy as jnp
 
     from prn_jax import model as model_lib
-    from prn_jax import tf_import
+    from prn_jax.model import tf_weights
 
     ref = np.load(out / "tf_forward.npz")
     prefix = str(ref["checkpoint"])
     try:
-        variables = tf_import.import_tf_checkpoint(prefix)
-        how = f"tf_import.import_tf_checkpoint({prefix})"
+        variables = tf_weights.import_tf_checkpoint(prefix)
+        how = f"tf_weights.import_tf_checkpoint({prefix})"
     except ImportError:
         with np.load(out / "checkpoint_tensors.npz") as npz:
-            arrays = tf_import.network_variables({n: npz[n] for n in npz.files})
-        variables = tf_import.variables_from_tf_arrays(arrays, tf_import.infer_width(arrays))
-        how = "tensors read by tf.train.load_checkpoint in step 1 -> tf_import.variables_from_tf_arrays"
+            arrays = tf_weights.network_variables({n: npz[n] for n in npz.files})
+        variables = tf_weights.variables_from_tf_arrays(arrays, tf_weights.infer_width(arrays))
+        how = "tensors read by tf.train.load_checkpoint in step 1 -> tf_weights.variables_from_tf_arrays"
     worst = 0.0
     for impl in ("reference", "flipped_conv", "subpixel"):
         network = model_lib.ResFCN256(width=16, decoder_impl=impl)
@@ -124,8 +152,10 @@ def jax_step(out: Path) -> int:
         err = float(np.abs(ours - ref["outputs"]).max())
         worst = max(worst, err)
         print(f"decoder {impl:<12} max |JAX - TF| = {err:.3e}  (x 281.6 px: {err * 281.6:.3e} px)")
-    print(f"import via {how}; outputs {ref['outputs'].shape}; worst {worst:.3e} "
-          f"({'PASS' if worst <= 1e-4 else 'FAIL'} at 1e-4)")
+    print(
+        f"import via {how}; outputs {ref['outputs'].shape}; worst {worst:.3e} "
+        f"({'PASS' if worst <= 1e-4 else 'FAIL'} at 1e-4)"
+    )
     return 0 if worst <= 1e-4 else 1
 
 
@@ -133,9 +163,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("step", choices=("tf", "jax"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/tf_parity"))
-    parser.add_argument("--variables", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "reference"
-                        / "prnet_resfcn256_variables.json")
+    parser.add_argument(
+        "--variables",
+        type=Path,
+        default=Path(__file__).resolve().parents[2]
+        / "shared"
+        / "reference"
+        / "prnet_resfcn256_variables.json",
+    )
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

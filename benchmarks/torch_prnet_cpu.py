@@ -6,7 +6,7 @@ project dependency. Run it from a throwaway environment:
     python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
     /tmp/torchvenv/bin/python benchmarks/torch_prnet_cpu.py --size 128 256 --batch 16
 
-Network as REFERENCE.md section 2: TF SAME padding (extra pad after for even kernels), no
+Network as docs/network.md: TF SAME padding (extra pad after for even kernels), no
 biases, BatchNorm (eps 1e-3, TF decay 0.999 = PyTorch momentum 0.001) + ReLU, resBlocks with
 1x1 stride-s shortcut, 17 transposed 4x4 convs, BN + sigmoid at the end. The train step is
 PRNet's: weighted mean squared error of the position map, Adam (lr 1e-4) with the 2e-4 L2
@@ -89,15 +89,41 @@ class ResFCN256(nn.Module):
         w = width
         self.stem, self.stem_bn = ConvSame(3, w, 4, 1), bn(w)
         blocks, cin = [], w
-        for c, s in [(2 * w, 2), (2 * w, 1), (4 * w, 2), (4 * w, 1), (8 * w, 2), (8 * w, 1),
-                     (16 * w, 2), (16 * w, 1), (32 * w, 2), (32 * w, 1)]:
+        for c, s in [
+            (2 * w, 2),
+            (2 * w, 1),
+            (4 * w, 2),
+            (4 * w, 1),
+            (8 * w, 2),
+            (8 * w, 1),
+            (16 * w, 2),
+            (16 * w, 1),
+            (32 * w, 2),
+            (32 * w, 1),
+        ]:
             blocks.append(ResBlock(cin, c, s))
             cin = c
         self.blocks = nn.Sequential(*blocks)
         dec, bns = [], []
-        for c, s in [(32 * w, 1), (16 * w, 2), (16 * w, 1), (16 * w, 1), (8 * w, 2), (8 * w, 1),
-                     (8 * w, 1), (4 * w, 2), (4 * w, 1), (4 * w, 1), (2 * w, 2), (2 * w, 1),
-                     (w, 2), (w, 1), (3, 1), (3, 1), (3, 1)]:
+        for c, s in [
+            (32 * w, 1),
+            (16 * w, 2),
+            (16 * w, 1),
+            (16 * w, 1),
+            (8 * w, 2),
+            (8 * w, 1),
+            (8 * w, 1),
+            (4 * w, 2),
+            (4 * w, 1),
+            (4 * w, 1),
+            (2 * w, 2),
+            (2 * w, 1),
+            (w, 2),
+            (w, 1),
+            (3, 1),
+            (3, 1),
+            (3, 1),
+        ]:
             dec.append(ConvTransposeSame(cin, c, 4, s))
             bns.append(bn(c))
             cin = c
@@ -120,8 +146,9 @@ def train_step_time(size, batch, width, steps, warmup):
         assert n_params == EXPECTED_PARAMS_W16, n_params
     kernels = [p for n, p in model.named_parameters() if p.ndim == 4]
     others = [p for n, p in model.named_parameters() if p.ndim != 4]
-    opt = torch.optim.Adam([{"params": kernels, "weight_decay": 2e-4},
-                            {"params": others, "weight_decay": 0.0}], lr=1e-4)
+    opt = torch.optim.Adam(
+        [{"params": kernels, "weight_decay": 2e-4}, {"params": others, "weight_decay": 0.0}], lr=1e-4
+    )
     images = torch.rand(batch, 3, size, size)
     labels = torch.rand(batch, 3, size, size)
     mask = torch.rand(1, 1, size, size)
@@ -150,16 +177,17 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument(
-        "--warmup", type=int, default=3, help="untimed steps (oneDNN caches primitives)"
-    )
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps (oneDNN caches primitives)")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     for size in args.size:
         t, t_min, n = train_step_time(size, args.batch, args.width, args.steps, args.warmup)
-        print(f"size {size} batch {args.batch} width {args.width} params {n}: train step "
-              f"median {t:.3f} s, min {t_min:.3f} s over {args.steps} steps "
-              f"({args.batch / t:.1f} img/s at the median)", flush=True)
+        print(
+            f"size {size} batch {args.batch} width {args.width} params {n}: train step "
+            f"median {t:.3f} s, min {t_min:.3f} s over {args.steps} steps "
+            f"({args.batch / t:.1f} img/s at the median)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

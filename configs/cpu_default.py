@@ -10,7 +10,7 @@ synthetic data, builds the tfds datasets and fills in the data paths:
 
 import ml_collections
 
-from configs import paper
+from prn_jax.configs import paper
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -18,11 +18,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.image_size = 64
     c.width = 8
     c.batch_size = 16
-    c.bn_momentum = 0.9             # moving statistics must settle within a few hundred steps
-    c.learning_rate = 1e-3          # short run: the paper's 1e-4 needs ~100x more steps
-    c.lr_decay_epochs = 20          # one halving, at step 1,500 (BUILD_NOTES: halving every 5
-                                    # epochs stalled this short run at ~11% NME)
-    c.num_epochs = 30               # 2,250 steps of batch 16 over 1,200 synthetic crops
+    c.bn_momentum = 0.9  # moving statistics must settle within a few hundred steps
+    c.learning_rate = 1e-3  # short run: the paper's 1e-4 needs ~100x more steps
+    c.lr_decay_epochs = 20  # one halving, at step 1,500 (BUILD_NOTES: halving every 5
+    # epochs stalled this short run at ~11% NME)
+    c.num_epochs = 30  # 2,250 steps of batch 16 over 1,200 synthetic crops
     # Off for this few-minute run: with the paper's augmentation (even milder) the width-8 net
     # stays at ~11% NME after 2,250 steps, without it 8.8% (BUILD_NOTES, issue 7). Long runs
     # (configs/paper.py) keep it on.

@@ -1,6 +1,6 @@
 """The paper's recipe: resfcn256 at 256x256, width 16, batch 16, Adam 1e-4 halved every 5 epochs.
 
-  prn-jax train --config configs/paper.py --workdir runs/paper
+prn-jax train --config configs/paper.py --workdir runs/paper
 """
 
 import ml_collections
@@ -10,62 +10,62 @@ from prn_jax.augment import AugmentParams
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.seed = 0                      # determines init, data order and augmentation
-    # Model (REFERENCE.md section 2).
-    c.image_size = 256              # input crop and UV map size S (divisible by 32)
-    c.width = 16                    # base width; 16 gives 13,353,618 parameters
-    c.dtype = "float32"             # compute dtype: float32 or bfloat16 (params stay float32)
-    c.bn_momentum = 0.999           # BatchNorm moving-statistics decay (TF default)
-    c.bn_impl = "fused"             # fused | flax | flax_fast_variance: BatchNorm + activation;
-                                    # fused: one op, hand-written gradient, single-pass float32
-                                    # statistics (prn_jax.batch_norm), fastest (BUILD_NOTES #9)
-    c.decoder_impl = "subpixel"     # reference | flipped_conv | subpixel: same function, same
-                                    # parameters (prn_jax.decoder_ops); subpixel is fastest
-    c.encoder_conv_impl = "xla"     # xla | fast_grad: same function; fast_grad computes the
-                                    # stride-2 input gradients by sub-pixel (prn_jax.conv_ops),
-                                    # ~1 s/step faster on CPU, but jax 0.10.2 crashed writing its
-                                    # train step to a persistent compilation cache (BUILD_NOTES #9)
-    # Loss (REFERENCE.md section 3).
-    c.loss = "weighted_l2"          # weighted_l2 | euclidean | l1
+    c.seed = 0  # determines init, data order and augmentation
+    # Model (docs/network.md).
+    c.image_size = 256  # input crop and UV map size S (divisible by 32)
+    c.width = 16  # base width; 16 gives 13,353,618 parameters
+    c.dtype = "float32"  # compute dtype: float32 or bfloat16 (params stay float32)
+    c.bn_momentum = 0.999  # BatchNorm moving-statistics decay (TF default)
+    c.bn_impl = "fused"  # fused | flax | flax_fast_variance: BatchNorm + activation;
+    # fused: one op, hand-written gradient, single-pass float32
+    # statistics (prn_jax.model.batch_norm), fastest (BUILD_NOTES #9)
+    c.decoder_impl = "subpixel"  # reference | flipped_conv | subpixel: same function, same
+    # parameters (prn_jax.model.decoder_ops); subpixel is fastest
+    c.encoder_conv_impl = "xla"  # xla | fast_grad: same function; fast_grad computes the
+    # stride-2 input gradients by sub-pixel (prn_jax.model.conv_ops),
+    # ~1 s/step faster on CPU, but jax 0.10.2 crashed writing its
+    # train step to a persistent compilation cache (BUILD_NOTES #9)
+    # Loss (docs/training.md).
+    c.loss = "weighted_l2"  # weighted_l2 | euclidean | l1
     c.weight_ratios = (16.0, 4.0, 3.0, 0.0)  # keypoints : eyes/nose/mouth : face : neck
-    c.l2_regularization = 0.0       # TF PRNet used 2e-4 * sum(w^2) / 2 on conv weights
-    # Optimisation (REFERENCE.md section 5).
-    c.batch_size = 16               # global batch, split over num_devices
-    c.num_devices = -1              # -1: all local devices
+    c.l2_regularization = 0.0  # TF PRNet used 2e-4 * sum(w^2) / 2 on conv weights
+    # Optimisation (docs/training.md).
+    c.batch_size = 16  # global batch, split over num_devices
+    c.num_devices = -1  # -1: all local devices
     c.learning_rate = 1e-4
-    c.flat_optimizer_state = True   # Adam's moments as one vector each (fewer kernels, faster
-                                    # compile, same update). False: one per parameter (as saved
-                                    # before 2026-12-02)
-    c.lr_decay_epochs = 5           # staircase: lr *= lr_decay_factor every lr_decay_epochs
+    c.flat_optimizer_state = True  # Adam's moments as one vector each (fewer kernels, faster
+    # compile, same update). False: one per parameter (as saved
+    # before 2026-12-02)
+    c.lr_decay_epochs = 5  # staircase: lr *= lr_decay_factor every lr_decay_epochs
     c.lr_decay_factor = 0.5
     c.num_epochs = 30
-    c.num_steps = -1                # -1: num_epochs * steps_per_epoch
-    # On-device augmentation (REFERENCE.md section 5; prn_jax.augment.AugmentParams): rotation
+    c.num_steps = -1  # -1: num_epochs * steps_per_epoch
+    # On-device augmentation (docs/training.md; prn_jax.augment.AugmentParams): rotation
     # U(-45, 45) deg, translation up to 10% of S, scale U(0.9, 1.2), colour U(0.6, 1.4),
     # noise-texture occlusion. Applied inside the pmapped step; never at evaluation.
     c.augment = AugmentParams().to_config()
     # Data.
     c.data = ml_collections.ConfigDict()
-    c.data.source = "generated"     # generated: procedural arrays (no files) | tfds: prn_300w_lp
+    c.data.source = "generated"  # generated: procedural arrays (no files) | tfds: prn_300w_lp
     c.data.num_train_examples = 122450  # steps per epoch (tfds: replaced by the dataset's size)
-    c.data.dir = ""                 # tfds data dir holding the prepared builder
+    c.data.dir = ""  # tfds data dir holding the prepared builder
     c.data.builder = "prn_300w_lp"
-    c.data.builder_config = ""      # "" = f"size{image_size}"
+    c.data.builder_config = ""  # "" = f"size{image_size}"
     c.data.split = "train"
-    c.data.model_dir = ""           # BFM.mat + BFM_UV.mat (or PRNet uv-data): region labels
-    c.data.num_threads = 2          # grain read threads
-    c.data.worker_count = 0         # grain worker processes (0: threads of this process)
+    c.data.model_dir = ""  # BFM.mat + BFM_UV.mat (or PRNet uv-data): region labels
+    c.data.num_threads = 2  # grain read threads
+    c.data.worker_count = 0  # grain worker processes (0: threads of this process)
     c.data.prefetch_batches = 2
-    c.data.maps_on_device = False   # True: send fits (~1 KB), render the maps in the step (needs BFM.mat)
+    c.data.maps_on_device = False  # True: send fits (~1 KB), render the maps in the step (needs BFM.mat)
     # Periodic evaluation on AFLW2000-3D (68-point NME), logged with the training metrics; the
     # best checkpoint by eval_nme2d_68 is kept in WORKDIR/best.
-    c.eval_every_steps = 0          # 0: off
-    c.eval_data = ""                # tfds dir of aflw2000_3d, an AFLW2000 folder or a synth root
-    c.eval_model_dir = ""           # UV assets for the eval ("" = data.model_dir)
-    c.eval_limit = 64               # images used by the periodic evaluation
+    c.eval_every_steps = 0  # 0: off
+    c.eval_data = ""  # tfds dir of aflw2000_3d, an AFLW2000 folder or a synth root
+    c.eval_model_dir = ""  # UV assets for the eval ("" = data.model_dir)
+    c.eval_limit = 64  # images used by the periodic evaluation
     # Step-time hygiene.
-    c.steps_per_dispatch = 1        # >1: scan this many train steps inside one device call
-    c.compilation_cache_dir = ""    # persistent XLA compilation cache ("" = off)
+    c.steps_per_dispatch = 1  # >1: scan this many train steps inside one device call
+    c.compilation_cache_dir = ""  # persistent XLA compilation cache ("" = off)
     # Bookkeeping.
     c.log_every_steps = 100
     c.checkpoint_every_steps = 2000

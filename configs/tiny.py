@@ -1,11 +1,11 @@
 """A tiny CPU config for tests and smoke runs: 64x64 maps, width 4, a few steps.
 
-  prn-jax train --config configs/tiny.py --workdir runs/tiny
+prn-jax train --config configs/tiny.py --workdir runs/tiny
 """
 
 import ml_collections
 
-from configs import paper
+from prn_jax.configs import paper
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -19,5 +19,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.log_every_steps = 4
     c.checkpoint_every_steps = 8
     c.keep_checkpoints = 2
-    c.augment.enabled = False       # tests compare exact losses; augmentation has its own tests
+    c.augment.enabled = False  # tests compare exact losses; augmentation has its own tests
     return c

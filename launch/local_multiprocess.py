@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 GRACE_S = 5.0  # after a failure, how long the other processes get to exit before SIGKILL
 
@@ -34,10 +34,19 @@ def free_port() -> int:
 
 def child_env(base: dict, process_id: int, num_processes: int, devices: int, coordinator: str) -> dict:
     env = dict(base)
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(flags + [f"--xla_force_host_platform_device_count={devices}"]),
-               JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES=str(num_processes),
-               JAX_PROCESS_ID=str(process_id), PYTHONUNBUFFERED="1")
+    flags = [
+        f
+        for f in env.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
+    env.update(
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=" ".join(flags + [f"--xla_force_host_platform_device_count={devices}"]),
+        JAX_COORDINATOR_ADDRESS=coordinator,
+        JAX_NUM_PROCESSES=str(num_processes),
+        JAX_PROCESS_ID=str(process_id),
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
@@ -48,15 +57,29 @@ def _pump(stream, prefix: str) -> None:
     stream.close()
 
 
-def launch(train_args: Sequence[str], num_processes: int, devices_per_process: int,
-           port: int | None = None, command: Sequence[str] | None = None) -> int:
+def launch(
+    train_args: Sequence[str],
+    num_processes: int,
+    devices_per_process: int,
+    port: int | None = None,
+    command: Sequence[str] | None = None,
+) -> int:
     """Start the processes, relay their output, return 0 or the first failure's exit status."""
     coordinator = f"127.0.0.1:{port or free_port()}"
     cmd = list(command or [sys.executable, "-m", "prn_jax.cli", "train"]) + list(train_args)
-    procs = [subprocess.Popen(cmd, env=child_env(os.environ, i, num_processes, devices_per_process, coordinator),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(num_processes)]
-    pumps = [threading.Thread(target=_pump, args=(p.stdout, f"[p{i}] "), daemon=True) for i, p in enumerate(procs)]
+    procs = [
+        subprocess.Popen(
+            cmd,
+            env=child_env(os.environ, i, num_processes, devices_per_process, coordinator),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(num_processes)
+    ]
+    pumps = [
+        threading.Thread(target=_pump, args=(p.stdout, f"[p{i}] "), daemon=True) for i, p in enumerate(procs)
+    ]
     for t in pumps:
         t.start()
     failure = 0
@@ -99,10 +122,15 @@ def _interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    ours, train_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
-    parser = argparse.ArgumentParser(prog="python -m launch.local_multiprocess", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Arguments after -- go to `prn-jax train`.")
+    ours, train_args = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m launch.local_multiprocess",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Arguments after -- go to `prn-jax train`.",
+    )
     parser.add_argument("--num-processes", type=int, default=2)
     parser.add_argument("--devices-per-process", type=int, default=1)
     parser.add_argument("--port", type=int, default=None, help="coordinator port (default: a free one)")

@@ -1,4 +1,4 @@
-"""Training augmentation of (image, position map) pairs as pure JAX functions (REFERENCE.md s. 5).
+"""Training augmentation of (image, position map) pairs as pure JAX functions (docs/training.md).
 
 PRNet (Feng et al. 2018) augments each 256x256 crop with
 - one 2D similarity about the crop centre: rotation U(-45, 45) degrees, scale U(0.9, 1.2),
@@ -77,10 +77,12 @@ class AugmentParams:
                 raise ValueError(f"augment.{name} must lie in [0, 1], got {getattr(self, name)!r}")
         if self.occlusion_size_range[0] <= 0:
             raise ValueError(
-                f"augment.occlusion_size_range must be positive, got {self.occlusion_size_range!r}")
+                f"augment.occlusion_size_range must be positive, got {self.occlusion_size_range!r}"
+            )
         if self.occlusion_texture_cells < 2:
-            raise ValueError("augment.occlusion_texture_cells must be >= 2, "
-                             f"got {self.occlusion_texture_cells!r}")
+            raise ValueError(
+                f"augment.occlusion_texture_cells must be >= 2, got {self.occlusion_texture_cells!r}"
+            )
 
     @property
     def any_enabled(self) -> bool:
@@ -118,8 +120,9 @@ class AugmentParams:
                 else:
                     kwargs[name] = type(default)(value)
             except (TypeError, ValueError) as e:
-                raise ValueError(f"config.augment.{name}: cannot read {value!r} as "
-                                 f"{type(default).__name__}") from e
+                raise ValueError(
+                    f"config.augment.{name}: cannot read {value!r} as {type(default).__name__}"
+                ) from e
         return cls(**kwargs)
 
     def to_config(self):
@@ -176,7 +179,8 @@ def sample_similarity(key: jax.Array, size: int, params: AugmentParams) -> jax.A
     """
     k_rot, k_scale, k_shift = jax.random.split(key, 3)
     theta = jnp.deg2rad(
-        jax.random.uniform(k_rot, (), minval=-params.rotation_deg, maxval=params.rotation_deg))
+        jax.random.uniform(k_rot, (), minval=-params.rotation_deg, maxval=params.rotation_deg)
+    )
     s = jax.random.uniform(k_scale, (), minval=params.scale_range[0], maxval=params.scale_range[1])
     t_max = params.translation_frac * size
     t = jax.random.uniform(k_shift, (2,), minval=-t_max, maxval=t_max)
@@ -188,8 +192,7 @@ def sample_similarity(key: jax.Array, size: int, params: AugmentParams) -> jax.A
 
 def sample_color_scale(key: jax.Array, params: AugmentParams) -> jax.Array:
     """(3,) float32 per-channel factors from U(color_range)."""
-    return jax.random.uniform(
-        key, (3,), minval=params.color_range[0], maxval=params.color_range[1])
+    return jax.random.uniform(key, (3,), minval=params.color_range[0], maxval=params.color_range[1])
 
 
 def sample_occlusion(key: jax.Array, size: int, params: AugmentParams) -> Occlusion:
@@ -215,14 +218,21 @@ def sample_draw(key: jax.Array, size: int, params: AugmentParams) -> ExampleDraw
     """
     k_geo, k_color, k_occ = jax.random.split(key, 3)
     on = params.enabled
-    similarity = (sample_similarity(k_geo, size, params) if on and params.geometric
-                  else jnp.eye(3, dtype=jnp.float32))
-    color = (sample_color_scale(k_color, params) if on and params.color
-             else jnp.ones((3,), jnp.float32))
+    similarity = (
+        sample_similarity(k_geo, size, params) if on and params.geometric else jnp.eye(3, dtype=jnp.float32)
+    )
+    color = sample_color_scale(k_color, params) if on and params.color else jnp.ones((3,), jnp.float32)
     occlusion = sample_occlusion(k_occ, size, params)
     if not (on and params.occlusion):
         occlusion = occlusion._replace(apply=jnp.zeros((), bool))
     return ExampleDraw(similarity, color, occlusion)
+
+
+def train_example_key(seed, step, index) -> jax.Array:
+    """The augmentation key of example `index` of the global batch at train step `step`:
+    fold_in(fold_in(PRNGKey(seed), step), index), whatever the device count. The train step and
+    `show-batch` both use it."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), step), index)
 
 
 def example_keys(key: jax.Array, batch: int) -> jax.Array:
@@ -230,8 +240,7 @@ def example_keys(key: jax.Array, batch: int) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(batch))
 
 
-def sample_batch_draws(key: jax.Array, batch: int, size: int,
-                       params: AugmentParams) -> ExampleDraw:
+def sample_batch_draws(key: jax.Array, batch: int, size: int, params: AugmentParams) -> ExampleDraw:
     """`ExampleDraw` with a leading (batch,) axis; example i is drawn from fold_in(key, i)."""
     return jax.vmap(lambda k: sample_draw(k, size, params))(example_keys(key, batch))
 
@@ -275,9 +284,9 @@ def transform_position_map(pos: jax.Array, similarity: jax.Array) -> jax.Array:
     m = similarity.astype(jnp.float32)
     x, y, z = pos[..., 0], pos[..., 1], pos[..., 2]
     scale = jnp.sqrt(jnp.abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]))
-    out = jnp.stack([m[0, 0] * x + m[0, 1] * y + m[0, 2],
-                     m[1, 0] * x + m[1, 1] * y + m[1, 2],
-                     z * scale], axis=-1)
+    out = jnp.stack(
+        [m[0, 0] * x + m[0, 1] * y + m[0, 2], m[1, 0] * x + m[1, 1] * y + m[1, 2], z * scale], axis=-1
+    )
     return out.astype(pos.dtype)
 
 
@@ -316,8 +325,9 @@ def occlude(key: jax.Array, image: jax.Array, params: AugmentParams) -> jax.Arra
     return paste_occlusion(image, sample_occlusion(key, image.shape[0], params))
 
 
-def apply_draw(draw: ExampleDraw, image: jax.Array, pos: jax.Array,
-               params: AugmentParams) -> tuple[jax.Array, jax.Array]:
+def apply_draw(
+    draw: ExampleDraw, image: jax.Array, pos: jax.Array, params: AugmentParams
+) -> tuple[jax.Array, jax.Array]:
     """Applies one example's draw: warp, then colour scale, then occlusion.
 
     Args:
@@ -344,15 +354,17 @@ def apply_draw(draw: ExampleDraw, image: jax.Array, pos: jax.Array,
     return image, pos
 
 
-def augment_example(key: jax.Array, image: jax.Array, pos: jax.Array,
-                    params: AugmentParams) -> tuple[jax.Array, jax.Array]:
+def augment_example(
+    key: jax.Array, image: jax.Array, pos: jax.Array, params: AugmentParams
+) -> tuple[jax.Array, jax.Array]:
     """Augments one (S, S, 3) image in [0, 1] and its (H, W, 3) position map (crop pixels)."""
     chex.assert_shape(image, (None, None, 3))
     return apply_draw(sample_draw(key, image.shape[0], params), image, pos, params)
 
 
-def augment_batch(key: jax.Array, images: jax.Array, pos: jax.Array,
-                  params: AugmentParams) -> tuple[jax.Array, jax.Array]:
+def augment_batch(
+    key: jax.Array, images: jax.Array, pos: jax.Array, params: AugmentParams
+) -> tuple[jax.Array, jax.Array]:
     """Augments a batch; example i uses the key fold_in(key, i).
 
     Inside the pmapped train step pass key = fold_in(fold_in(PRNGKey(seed), step), device index),
@@ -375,8 +387,14 @@ def augment_batch(key: jax.Array, images: jax.Array, pos: jax.Array,
     return jax.vmap(apply_draw, in_axes=(0, 0, 0, None))(draws, images, pos, params)
 
 
-def augmented_copies(key: jax.Array, image: jax.Array, pos: jax.Array, landmarks: jax.Array,
-                     draws: jax.Array, params: AugmentParams):
+def augmented_copies(
+    key: jax.Array,
+    image: jax.Array,
+    pos: jax.Array,
+    landmarks: jax.Array,
+    draws: jax.Array,
+    params: AugmentParams,
+):
     """K augmented copies of one stored example, for offline augmented datasets.
 
     Copy i uses the draw of fold_in(key, draws[i]), applied exactly as in training
@@ -410,8 +428,9 @@ def augmented_copies(key: jax.Array, image: jax.Array, pos: jax.Array, landmarks
 # ------------------------------------------------------------------------ host reference (numpy)
 
 
-def augment_example_numpy(draw: ExampleDraw, image: np.ndarray, pos: np.ndarray,
-                          params: AugmentParams) -> tuple[np.ndarray, np.ndarray]:
+def augment_example_numpy(
+    draw: ExampleDraw, image: np.ndarray, pos: np.ndarray, params: AugmentParams
+) -> tuple[np.ndarray, np.ndarray]:
     """`apply_draw` on the host with numpy/scipy (map_coordinates, order 1), computed in float64.
 
     Args:
@@ -430,20 +449,32 @@ def augment_example_numpy(draw: ExampleDraw, image: np.ndarray, pos: np.ndarray,
         raise ValueError(f"pos must be (H, W, 3), got shape {pos.shape}")
     if not params.enabled:
         return image, pos
-    ys, xs = np.mgrid[0:image.shape[0], 0:image.shape[1]].astype(np.float64)
+    ys, xs = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float64)
     out = image.astype(np.float64)
     if params.geometric:
         m = np.asarray(draw.similarity, np.float64)
         inverse = np.linalg.inv(m)
-        src = [inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2],  # rows (y)
-               inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]]  # columns (x)
-        out = np.stack([ndimage.map_coordinates(out[..., c], src, order=1, mode="grid-constant")
-                        for c in range(out.shape[-1])], axis=-1)
+        src = [
+            inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2],  # rows (y)
+            inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2],
+        ]  # columns (x)
+        out = np.stack(
+            [
+                ndimage.map_coordinates(out[..., c], src, order=1, mode="grid-constant")
+                for c in range(out.shape[-1])
+            ],
+            axis=-1,
+        )
         p = pos.astype(np.float64)
         scale = math.sqrt(abs(np.linalg.det(m[:2, :2])))
-        pos = np.stack([m[0, 0] * p[..., 0] + m[0, 1] * p[..., 1] + m[0, 2],
-                        m[1, 0] * p[..., 0] + m[1, 1] * p[..., 1] + m[1, 2],
-                        p[..., 2] * scale], axis=-1)
+        pos = np.stack(
+            [
+                m[0, 0] * p[..., 0] + m[0, 1] * p[..., 1] + m[0, 2],
+                m[1, 0] * p[..., 0] + m[1, 1] * p[..., 1] + m[1, 2],
+                p[..., 2] * scale,
+            ],
+            axis=-1,
+        )
     if params.color:
         out = np.clip(out * np.asarray(draw.color_scale, np.float64), 0.0, 1.0)
     if params.occlusion and bool(draw.occlusion.apply):
@@ -452,11 +483,15 @@ def augment_example_numpy(draw: ExampleDraw, image: np.ndarray, pos: np.ndarray,
         radius = math.hypot(*occ.half_size) + 1.0
         lo = np.clip(np.floor(occ.centre - radius), 0, out.shape[1::-1]).astype(int)
         hi = np.clip(np.ceil(occ.centre + radius) + 1, 0, out.shape[1::-1]).astype(int)
-        box = np.s_[lo[1]:hi[1], lo[0]:hi[0]]
+        box = np.s_[lo[1] : hi[1], lo[0] : hi[0]]
         mask, tex_x, tex_y = _occlusion_geometry(np, xs[box], ys[box], occ)
-        texture = np.stack([ndimage.map_coordinates(occ.texture[..., c], [tex_y, tex_x], order=1,
-                                                    mode="nearest")
-                            for c in range(3)], axis=-1)
+        texture = np.stack(
+            [
+                ndimage.map_coordinates(occ.texture[..., c], [tex_y, tex_x], order=1, mode="nearest")
+                for c in range(3)
+            ],
+            axis=-1,
+        )
         out[box] = np.where(mask[..., None], texture, out[box])
     return out.astype(np.float32), pos.astype(np.float32)
 
@@ -466,8 +501,9 @@ def augment_example_numpy(draw: ExampleDraw, image: np.ndarray, pos: np.ndarray,
 
 def _pixel_grid(shape: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
     """(x, y) float32 coordinates of every pixel centre of an (H, W) image, each (H, W)."""
-    ys, xs = jnp.meshgrid(jnp.arange(shape[0], dtype=jnp.float32),
-                          jnp.arange(shape[1], dtype=jnp.float32), indexing="ij")
+    ys, xs = jnp.meshgrid(
+        jnp.arange(shape[0], dtype=jnp.float32), jnp.arange(shape[1], dtype=jnp.float32), indexing="ij"
+    )
     return xs, ys
 
 
@@ -501,8 +537,12 @@ def _bilinear(image: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
         value = image[jnp.clip(yi, 0, h - 1), jnp.clip(xi, 0, w - 1)]
         return jnp.where(inside[..., None], value * weight[..., None], 0.0)
 
-    return (tap(y0, x0, (1 - fx) * (1 - fy)) + tap(y0, x0 + 1, fx * (1 - fy))
-            + tap(y0 + 1, x0, (1 - fx) * fy) + tap(y0 + 1, x0 + 1, fx * fy))
+    return (
+        tap(y0, x0, (1 - fx) * (1 - fy))
+        + tap(y0, x0 + 1, fx * (1 - fy))
+        + tap(y0 + 1, x0, (1 - fx) * fy)
+        + tap(y0 + 1, x0 + 1, fx * fy)
+    )
 
 
 def _occlusion_geometry(xp, xs, ys, occ: Occlusion):

@@ -22,8 +22,18 @@ from absl import logging as absl_logging
 # Config fields that change the shapes or meaning of the saved state, with the value meant by a
 # config saved before the field existed.
 STATE_FIELDS = {"image_size": None, "width": None, "flat_optimizer_state": False}
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "chex", "ml-collections",
-            "tensorflow-datasets", "grain")
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "numpy",
+    "chex",
+    "ml-collections",
+    "tensorflow-datasets",
+    "grain",
+)
 
 
 class CheckpointError(RuntimeError):
@@ -33,10 +43,16 @@ class CheckpointError(RuntimeError):
 def git_revision() -> str:
     repo = Path(__file__).resolve().parents[1]
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (rev + ("+dirty" if dirty else "")) if rev else "unknown"
@@ -54,11 +70,16 @@ def package_versions() -> dict[str, str]:
 
 def run_metadata(config) -> dict[str, Any]:
     """Provenance written beside each checkpoint."""
-    return {"config": json.loads(config.to_json()), "seed": int(config.seed),
-            "packages": package_versions(), "git_revision": git_revision(),
-            "backend": jax.default_backend(), "device_count": jax.device_count(),
-            "process_count": jax.process_count(),
-            "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "config": json.loads(config.to_json()),
+        "seed": int(config.seed),
+        "packages": package_versions(),
+        "git_revision": git_revision(),
+        "backend": jax.default_backend(),
+        "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
+        "written_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def _save_replicated_arrays_whole() -> None:
@@ -79,7 +100,8 @@ def _save_replicated_arrays_whole() -> None:
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns that it overrides its default
     try:
         ocp.type_handlers.register_type_handler(
-            jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+            jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
+        )
     finally:
         absl_logging.set_verbosity(verbosity)
     _replicated_arrays_whole = True
@@ -100,8 +122,9 @@ class Checkpointer:
         try:
             self.manager = ocp.CheckpointManager(
                 self.directory,
-                options=ocp.CheckpointManagerOptions(max_to_keep=keep or config.keep_checkpoints,
-                                                     create=True, enable_async_checkpointing=False),
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=keep or config.keep_checkpoints, create=True, enable_async_checkpointing=False
+                ),
             )
         except Exception as e:  # noqa: BLE001 - orbax raises many types; name the directory
             raise CheckpointError(f"cannot open checkpoint directory {self.directory}: {e}") from e
@@ -116,7 +139,7 @@ class Checkpointer:
         """Save the train state, the run metadata and (if given) the grain iterator's position."""
         items = dict(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(run_metadata(self.config)))
         if data_iterator is not None:
-            from prn_jax import input_pipeline
+            from prn_jax.data import input_pipeline
 
             items["data"] = input_pipeline.checkpoint_args_save(data_iterator)
         self.manager.save(step, args=ocp.args.Composite(**items), force=force)
@@ -143,17 +166,20 @@ class Checkpointer:
                 raise CheckpointError(
                     f"checkpoint {path} was written with {field}={was!r} but the config has "
                     f"{field}={now!r}; resume it with --config.{field}={was!r}, or use another "
-                    f"--workdir (nothing was overwritten)")
+                    f"--workdir (nothing was overwritten)"
+                )
         items = dict(state=ocp.args.StandardRestore(abstract_state))
         if data_iterator is not None:
-            from prn_jax import input_pipeline
+            from prn_jax.data import input_pipeline
 
             items["data"] = input_pipeline.checkpoint_args_restore(data_iterator)
         try:
             return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
         except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"checkpoint {path} is corrupt or incompatible with this config: "
-                                  f"{type(e).__name__}: {str(e)[:500]}") from e
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt or incompatible with this config: "
+                f"{type(e).__name__}: {str(e)[:500]}"
+            ) from e
 
     def close(self) -> None:
         self.manager.close()

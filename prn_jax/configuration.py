@@ -1,21 +1,25 @@
 """Loading, overriding and validating experiment configs (ml_collections `get_config()` files).
 
 A config is named by a path (`configs/paper.py`) or by the name of a file in the repository's
-`configs/` folder (`paper`). Overrides are `--config.FIELD=VALUE` / `FIELD=VALUE` strings; values
-are parsed as Python literals and must keep the field's type.
+`configs/` folder (`paper`), which is installed as the package `prn_jax.configs`. Overrides are
+`--config.FIELD=VALUE` / `FIELD=VALUE` strings; values are parsed as Python literals and must keep
+the field's type.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
-import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import ml_collections
 
-CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+import prn_jax.configs
+from prn_jax import augment, loss, model
+from prn_jax.model import conv_ops, decoder_ops
+
+CONFIGS_DIR = Path(prn_jax.configs.__file__).resolve().parent
 DTYPES = ("float32", "bfloat16")
 
 
@@ -37,9 +41,7 @@ def config_path(name_or_path: str) -> Path:
 def load_config(name_or_path: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
     """Import `get_config()` from a config file and apply overrides ("a.b=1", "--config.a.b=1")."""
     path = config_path(name_or_path)
-    repo = str(CONFIGS_DIR.parent)
-    if repo not in sys.path:  # config files import siblings as `configs.paper`
-        sys.path.insert(0, repo)
+    # Config files import their siblings as `prn_jax.configs.paper`.
     spec = importlib.util.spec_from_file_location(f"_prn_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -50,7 +52,7 @@ def load_config(name_or_path: str, overrides: Iterable[str] = ()) -> ml_collecti
 
 
 def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
-    text = item[len("--config."):] if item.startswith("--config.") else item
+    text = item[len("--config.") :] if item.startswith("--config.") else item
     if "=" not in text:
         raise ConfigError(f"override {item!r} must look like FIELD=VALUE")
     key, raw = text.split("=", 1)
@@ -74,55 +76,86 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
     if isinstance(old, tuple) and isinstance(value, list):
         value = tuple(value)
     if old is not None and not isinstance(value, type(old)):
-        raise ConfigError(f"override {item!r}: field {key!r} needs a {type(old).__name__}, "
-                          f"got {type(value).__name__}")
+        raise ConfigError(
+            f"override {item!r}: field {key!r} needs a {type(old).__name__}, got {type(value).__name__}"
+        )
     parent[leaf] = value
 
 
 def validate_config(config: ml_collections.ConfigDict, device_count: int) -> None:
     """Fail before any compilation on an impossible value, naming the field."""
-    from prn_jax import conv_ops, decoder_ops, loss, model
 
     def need(ok: bool, field: str, why: str) -> None:
         if not ok:
             raise ConfigError(f"config.{field} = {_get(config, field)!r}: {why}")
 
-    need(isinstance(config.image_size, int) and config.image_size >= 32 and config.image_size % 32 == 0,
-         "image_size", "must be a positive multiple of 32 (the encoder halves it 5 times)")
-    need(isinstance(config.width, int) and config.width >= 2 and config.width % 2 == 0,
-         "width", "must be an even integer >= 2")
+    need(
+        isinstance(config.image_size, int) and config.image_size >= 32 and config.image_size % 32 == 0,
+        "image_size",
+        "must be a positive multiple of 32 (the encoder halves it 5 times)",
+    )
+    need(
+        isinstance(config.width, int) and config.width >= 2 and config.width % 2 == 0,
+        "width",
+        "must be an even integer >= 2",
+    )
     need(config.dtype in DTYPES, "dtype", f"must be one of {DTYPES}")
-    need(config.decoder_impl in decoder_ops.DECODER_IMPLS, "decoder_impl",
-         f"must be one of {decoder_ops.DECODER_IMPLS}")
-    need(config.get("encoder_conv_impl", "xla") in conv_ops.CONV_IMPLS, "encoder_conv_impl",
-         f"must be one of {conv_ops.CONV_IMPLS}")
+    need(
+        config.decoder_impl in decoder_ops.DECODER_IMPLS,
+        "decoder_impl",
+        f"must be one of {decoder_ops.DECODER_IMPLS}",
+    )
+    need(
+        config.get("encoder_conv_impl", "xla") in conv_ops.CONV_IMPLS,
+        "encoder_conv_impl",
+        f"must be one of {conv_ops.CONV_IMPLS}",
+    )
     need(config.loss in loss.LOSSES, "loss", f"unknown loss; choose from {loss.LOSSES}")
     ratios = tuple(config.weight_ratios)
-    need(len(ratios) == loss.NUM_REGIONS and all(r >= 0 for r in ratios) and any(r > 0 for r in ratios),
-         "weight_ratios", "needs 4 non-negative numbers, at least one positive")
+    need(
+        len(ratios) == loss.NUM_REGIONS and all(r >= 0 for r in ratios) and any(r > 0 for r in ratios),
+        "weight_ratios",
+        "needs 4 non-negative numbers, at least one positive",
+    )
     need(0 <= config.bn_momentum < 1, "bn_momentum", "must be in [0, 1)")
     need(config.get("bn_impl", "flax") in model.BN_IMPLS, "bn_impl", f"must be one of {model.BN_IMPLS}")
-    need(isinstance(config.get("bn_fast_variance", False), bool), "bn_fast_variance",
-         "must be True or False (configs saved before bn_impl)")
-    need(isinstance(config.get("flat_optimizer_state", False), bool), "flat_optimizer_state",
-         "must be True or False")
+    need(
+        isinstance(config.get("bn_fast_variance", False), bool),
+        "bn_fast_variance",
+        "must be True or False (configs saved before bn_impl)",
+    )
+    need(
+        isinstance(config.get("flat_optimizer_state", False), bool),
+        "flat_optimizer_state",
+        "must be True or False",
+    )
     need(config.l2_regularization >= 0, "l2_regularization", "must be >= 0")
     need(config.learning_rate > 0, "learning_rate", "must be > 0")
     need(config.lr_decay_epochs > 0, "lr_decay_epochs", "must be > 0")
     need(0 < config.lr_decay_factor <= 1, "lr_decay_factor", "must be in (0, 1]")
-    need(config.num_devices == -1 or 1 <= config.num_devices <= device_count, "num_devices",
-         f"must be -1 or between 1 and the {device_count} local devices")
+    need(
+        config.num_devices == -1 or 1 <= config.num_devices <= device_count,
+        "num_devices",
+        f"must be -1 or between 1 and the {device_count} local devices",
+    )
     devices = device_count if config.num_devices == -1 else config.num_devices
-    need(config.batch_size > 0 and config.batch_size % devices == 0, "batch_size",
-         f"must be a positive multiple of the device count ({devices})")
-    need(config.data.num_train_examples >= config.batch_size, "data.num_train_examples",
-         f"must be at least one global batch ({config.batch_size})")
-    need(config.num_epochs > 0 or config.num_steps > 0, "num_epochs",
-         "num_epochs or num_steps must be positive")
-    from prn_jax.augment import AugmentParams
-
+    need(
+        config.batch_size > 0 and config.batch_size % devices == 0,
+        "batch_size",
+        f"must be a positive multiple of the device count ({devices})",
+    )
+    need(
+        config.data.num_train_examples >= config.batch_size,
+        "data.num_train_examples",
+        f"must be at least one global batch ({config.batch_size})",
+    )
+    need(
+        config.num_epochs > 0 or config.num_steps > 0,
+        "num_epochs",
+        "num_epochs or num_steps must be positive",
+    )
     try:
-        AugmentParams.from_config(config)
+        augment.AugmentParams.from_config(config)
     except (KeyError, ValueError) as e:
         raise ConfigError(str(e).strip("'\"")) from e
     for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "steps_per_dispatch"):
@@ -130,8 +163,11 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
     k = config.steps_per_dispatch
     for field in ("log_every_steps", "checkpoint_every_steps"):
         need(_get(config, field) % k == 0, field, f"must be a multiple of steps_per_dispatch ({k})")
-    need(total_steps(config) % k == 0, "num_steps", f"the run length ({total_steps(config)} steps) must "
-         f"be a multiple of steps_per_dispatch ({k})")
+    need(
+        total_steps(config) % k == 0,
+        "num_steps",
+        f"the run length ({total_steps(config)} steps) must be a multiple of steps_per_dispatch ({k})",
+    )
 
 
 def _get(config, dotted: str):

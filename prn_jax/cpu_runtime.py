@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 XLA_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
 # Compile options for programs that run once (initialisation): LLVM at -O0 compiled the train

@@ -13,8 +13,9 @@ Where the process learns its place, first match wins:
   otherwise the run is single-process and nothing is initialized.
 
 CPU collectives go through gloo (needed for cross-process reductions on the CPU backend; ignored
-by GPU/TPU backends), and multi-process CPU runs do not use the persistent compilation cache. Connecting is bounded by `timeout_s`: an unreachable coordinator raises
-`DistributedError` naming the address instead of hanging.
+by GPU/TPU backends), and multi-process CPU runs do not use the persistent compilation cache.
+Connecting is bounded by `timeout_s`: an unreachable coordinator raises `DistributedError` naming
+the address instead of hanging.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ import os
 import re
 import socket
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 
 DEFAULT_TIMEOUT_S = 300
-ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID = "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"
+ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID = (
+    "JAX_COORDINATOR_ADDRESS",
+    "JAX_NUM_PROCESSES",
+    "JAX_PROCESS_ID",
+)
 
 
 class DistributedError(RuntimeError):
@@ -46,9 +51,11 @@ def slurm_params(env: Mapping[str, str]) -> tuple[str, int, int, list[int] | Non
         return None
     nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
     if not nodes:
-        raise DistributedError("SLURM_NTASKS > 1 but neither SLURM_STEP_NODELIST nor SLURM_JOB_NODELIST "
-                               "is set; launch the tasks with srun")
-    port = env.get("JAX_COORDINATOR_PORT") or str(int(env["SLURM_JOB_ID"]) % 2 ** 12 + 65535 - 2 ** 12 + 1)
+        raise DistributedError(
+            "SLURM_NTASKS > 1 but neither SLURM_STEP_NODELIST nor SLURM_JOB_NODELIST "
+            "is set; launch the tasks with srun"
+        )
+    port = env.get("JAX_COORDINATOR_PORT") or str(int(env["SLURM_JOB_ID"]) % 2**12 + 65535 - 2**12 + 1)
     tasks_per_node = env.get("SLURM_NTASKS_PER_NODE", env.get("SLURM_TASKS_PER_NODE", "1"))
     several = int(tasks_per_node.split("(")[0].split(",")[0]) > 1
     local = [int(env["SLURM_LOCALID"])] if several and "SLURM_LOCALID" in env else None
@@ -60,6 +67,7 @@ def first_host(nodelist: str) -> str:
     m = re.match(r"([^,\[]*)(?:\[([^,\-\]]+))?", nodelist)
     return m.group(1) + (m.group(2) or "")
 
+
 def on_cloud_tpu_vm() -> bool:
     """libtpu installed and TPU chips attached (/dev/accel* or /dev/vfio/N)."""
     chips = glob.glob("/dev/accel*") or [p for p in glob.glob("/dev/vfio/*") if p.rsplit("/", 1)[1].isdigit()]
@@ -67,13 +75,19 @@ def on_cloud_tpu_vm() -> bool:
 
 
 def on_kubernetes_indexed_job(env: Mapping[str, str]) -> bool:
-    return ("KUBERNETES_SERVICE_HOST" in env and "JOB_COMPLETION_INDEX" in env
-            and importlib.util.find_spec("kubernetes") is not None)
+    return (
+        "KUBERNETES_SERVICE_HOST" in env
+        and "JOB_COMPLETION_INDEX" in env
+        and importlib.util.find_spec("kubernetes") is not None
+    )
 
 
-def initialize_from_env_or_args(coordinator: str | None = None, num_processes: int | None = None,
-                                process_id: int | None = None,
-                                timeout_s: int = DEFAULT_TIMEOUT_S) -> str | None:
+def initialize_from_env_or_args(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+) -> str | None:
     """Join the distributed runtime if this is a multi-process launch; call before any JAX work.
 
     Returns how the process was placed ('explicit', 'env', 'slurm', 'cloud_tpu', 'kubernetes')
@@ -86,12 +100,17 @@ def initialize_from_env_or_args(coordinator: str | None = None, num_processes: i
     if any(v is not None for v in given.values()):
         missing = [k for k, v in given.items() if v is None]
         if missing:
-            raise DistributedError(f"multi-process launch: also give {', '.join(missing)} "
-                                   f"(got {', '.join(f'{k}={v}' for k, v in given.items() if v is not None)})")
+            raise DistributedError(
+                f"multi-process launch: also give {', '.join(missing)} "
+                f"(got {', '.join(f'{k}={v}' for k, v in given.items() if v is not None)})"
+            )
         how = "explicit"
     elif ENV_COORDINATOR in env and ENV_NUM_PROCESSES in env and ENV_PROCESS_ID in env:
-        coordinator, num_processes, process_id = (env[ENV_COORDINATOR], int(env[ENV_NUM_PROCESSES]),
-                                                  int(env[ENV_PROCESS_ID]))
+        coordinator, num_processes, process_id = (
+            env[ENV_COORDINATOR],
+            int(env[ENV_NUM_PROCESSES]),
+            int(env[ENV_PROCESS_ID]),
+        )
         how = "env"
     elif (slurm := slurm_params(env)) is not None:
         coordinator, num_processes, process_id, local_ids = slurm
@@ -110,10 +129,18 @@ def initialize_from_env_or_args(coordinator: str | None = None, num_processes: i
         raise DistributedError(f"coordinator = {coordinator!r}: must look like HOST:PORT")
     if process_id != 0:
         wait_for_coordinator(coordinator, timeout_s)
-    _connect(dict(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
-                  local_device_ids=local_ids, cluster_detection_method="deactivate",
-                  initialization_timeout=int(timeout_s)),
-             f"{coordinator} (process {process_id} of {num_processes})", timeout_s)
+    _connect(
+        dict(
+            coordinator_address=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            local_device_ids=local_ids,
+            cluster_detection_method="deactivate",
+            initialization_timeout=int(timeout_s),
+        ),
+        f"{coordinator} (process {process_id} of {num_processes})",
+        timeout_s,
+    )
     return how
 
 
@@ -124,13 +151,16 @@ def wait_for_coordinator(address: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=max(0.1, min(2.0, timeout_s))):
+            with socket.create_connection(
+                (host.strip("[]"), int(port)), timeout=max(0.1, min(2.0, timeout_s))
+            ):
                 return
         except OSError as e:
             if time.monotonic() >= deadline:
                 raise DistributedError(
                     f"could not reach the JAX coordinator at {address} within {timeout_s} s ({e}). "
-                    f"Is process 0 running and is the address reachable from this host?") from e
+                    f"Is process 0 running and is the address reachable from this host?"
+                ) from e
             time.sleep(0.25)
 
 
@@ -144,7 +174,8 @@ def _connect(kwargs: dict, where: str, timeout_s: int) -> None:
         raise DistributedError(
             f"could not join the JAX distributed runtime at coordinator {where} within {timeout_s} s: "
             f"{type(e).__name__}: {str(e).strip()[:400]}. Is process 0 running and is the address "
-            f"reachable from this host?") from e
+            f"reachable from this host?"
+        ) from e
     if jax.default_backend() == "cpu":
         # jax 0.10.2, CPU + gloo: only process 0 writes the persistent compilation cache, and a
         # run where process 0 loaded the train step from it while process 1 compiled it hung in

@@ -1,4 +1,4 @@
-"""Weighted position-map losses and the paper's UV weight map (REFERENCE.md section 3).
+"""Weighted position-map losses and the paper's UV weight map (docs/training.md).
 
 All losses take maps in the same units (the trainer uses the network's [0, 1] output against the
 target divided by `model.position_scale(S)`), and a weight map W >= 0 over UV pixels.
@@ -15,7 +15,7 @@ Dividing by sum(W) makes the loss independent of the ratio tuple's overall scale
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import chex
 import jax.numpy as jnp
@@ -33,18 +33,23 @@ def weight_map(region_labels: np.ndarray, ratios: Sequence[float] = PAPER_RATIOS
     """(H, W) int region labels in [0, 4) -> (H, W) float32 weights ratios[label]."""
     labels = np.asarray(region_labels)
     if len(ratios) != NUM_REGIONS:
-        raise ValueError(f"weight ratios need {NUM_REGIONS} entries (keypoints, eyes/nose/mouth, "
-                         f"face, neck), got {tuple(ratios)}")
+        raise ValueError(
+            f"weight ratios need {NUM_REGIONS} entries (keypoints, eyes/nose/mouth, "
+            f"face, neck), got {tuple(ratios)}"
+        )
     if any(r < 0 for r in ratios) or not any(r > 0 for r in ratios):
         raise ValueError(f"weight ratios must be >= 0 with at least one > 0, got {tuple(ratios)}")
     if labels.ndim != 2 or labels.min() < 0 or labels.max() >= NUM_REGIONS:
-        raise ValueError(f"region labels must be an (H, W) map of values in [0, {NUM_REGIONS}), "
-                         f"got shape {labels.shape}, range [{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"region labels must be an (H, W) map of values in [0, {NUM_REGIONS}), "
+            f"got shape {labels.shape}, range [{labels.min()}, {labels.max()}]"
+        )
     return np.asarray(ratios, np.float32)[labels]
 
 
-def position_map_loss(pred: jnp.ndarray, target: jnp.ndarray, weights: jnp.ndarray,
-                      kind: str = "weighted_l2") -> jnp.ndarray:
+def position_map_loss(
+    pred: jnp.ndarray, target: jnp.ndarray, weights: jnp.ndarray, kind: str = "weighted_l2"
+) -> jnp.ndarray:
     """Weighted loss between position maps; scalar float32 (see module docstring).
 
     pred, target: (B, H, W, 3), same units. weights: (H, W) or (B, H, W), >= 0.

@@ -1,14 +1,5 @@
-"""`prn-jax main`: the whole job on the embedded default, in one command.
-
-  prn-jax main [--out runs/default] [--config cpu_default] [--num 600] [--test-num 150]
-
-Stages (each shows progress; a rerun reuses what exists and resumes training):
-  1. synth  OUT/data/synth: procedural face model + synthetic 300W-LP (with flips) and AFLW2000-3D
-  2. build  OUT/data/tfds: the prn_300w_lp and aflw2000_3d tfds datasets (array_record)
-  3. train  OUT/run: checkpoints, metrics.jsonl, tensorboard/, best/ (periodic evaluation)
-  4. eval   OUT/run/eval/<step>: metrics.json, table1.md (with the mean-face baseline), CED PNGs
-Any config field can be overridden with --config.FIELD=VALUE.
-"""
+"""The main job: synthetic data, tfds build, training and evaluation on the embedded default,
+in one call (`run_main_job`; the stages and outputs: `prn-jax main --help`, prn_jax/cli/main_job.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +9,16 @@ import shutil
 import time
 from pathlib import Path
 
-from prn_jax import cli
+import jax
+
+from prn_jax import configuration
+from prn_jax.data import build as build_lib
+from prn_jax.datasets.aflw2000_3d import Aflw20003d
+from prn_jax.datasets.prn_300w_lp import Prn300wLp
+from prn_jax.evaluation import baseline
+from prn_jax.evaluation import run as eval_run
+from prn_jax.synth import contact_sheet, datasets, face_generator
+from prn_jax.train import loop
 
 
 def _stage(name: str) -> float:
@@ -31,32 +31,36 @@ def _done(t0: float) -> None:
 
 
 def synthesize(synth_dir: Path, num: int, test_num: int, seed: int, workers: int) -> None:
-    from prn_jax.synth import contact_sheet, datasets, face_generator
-
     face = face_generator.make_procedural_face()
     summary = datasets.generate(face, synth_dir, num, seed, test_num=test_num, flip=True, workers=workers)
     print(f"    {summary['written']} samples written, {summary['skipped']} already there")
     sheet = synth_dir / "contact_sheet.png"
     if not sheet.exists():
-        pairs = (contact_sheet.dataset_pairs(synth_dir / "300W_LP", 9)
-                 + contact_sheet.dataset_pairs(synth_dir / "AFLW2000", 3))
+        pairs = contact_sheet.dataset_pairs(synth_dir / "300W_LP", 9) + contact_sheet.dataset_pairs(
+            synth_dir / "AFLW2000", 3
+        )
         contact_sheet.contact_sheet(face.model, pairs, sheet)
     print(f"    contact sheet: {sheet}")
 
 
 def build(synth_dir: Path, tfds_dir: Path, size: int, workers: int, source: dict) -> None:
     """Build both datasets unless they were built from exactly this synthetic source."""
-    from prn_jax import build as build_lib
-
     stamp = tfds_dir / "built_from.json"
     if stamp.exists() and json.loads(stamp.read_text()) == source:
         print(f"    up to date: {tfds_dir}")
         return
     if tfds_dir.exists():
         shutil.rmtree(tfds_dir)  # built from other synthetic data: rebuild, never mix
-    args = argparse.Namespace(data_dir=tfds_dir, manual_dir=synth_dir, model=synth_dir / "model",
-                              skip_invalid=False, map_size=size, flip=True, augmented_copies=0,
-                              workers=workers)
+    args = argparse.Namespace(
+        data_dir=tfds_dir,
+        manual_dir=synth_dir,
+        model=synth_dir / "model",
+        skip_invalid=False,
+        map_size=size,
+        flip=True,
+        augmented_copies=0,
+        workers=workers,
+    )
     for name in ("prn_300w_lp", "aflw2000_3d"):
         build_lib.build_dataset(name, args)
     stamp.write_text(json.dumps(source))
@@ -64,41 +68,60 @@ def build(synth_dir: Path, tfds_dir: Path, size: int, workers: int, source: dict
 
 def builder_versions() -> list[str]:
     """The two builders' versions: a new version (new record fields) means a rebuild."""
-    from datasets.aflw2000_3d import Aflw20003d
-    from datasets.prn_300w_lp import Prn300wLp
-
     return [str(Prn300wLp.VERSION), str(Aflw20003d.VERSION)]
 
 
-def run(args) -> int:
-    from prn_jax import configuration, evaluate, train
-
-    out = Path(args.out)
+def run_main_job(
+    out,
+    config_name: str = "cpu_default",
+    overrides=(),
+    num: int = 600,
+    test_num: int = 150,
+    seed: int = 0,
+    workers: int = 2,
+) -> dict:
+    """synth -> build -> train -> eval into OUT (module docstring); returns the evaluation's
+    `run_eval` result."""
+    out = Path(out)
     synth_dir, tfds_dir, run_dir = out / "data" / "synth", out / "data" / "tfds", out / "run"
-    config = configuration.load_config(args.config, [
-        f"data.dir='{tfds_dir}'", f"data.model_dir='{synth_dir / 'model'}'",
-        f"eval_data='{synth_dir / 'AFLW2000'}'", *args.overrides])
-    import jax
-
+    config = configuration.load_config(
+        config_name,
+        [
+            f"data.dir='{tfds_dir}'",
+            f"data.model_dir='{synth_dir / 'model'}'",
+            f"eval_data='{synth_dir / 'AFLW2000'}'",
+            *overrides,
+        ],
+    )
     configuration.validate_config(config, jax.local_device_count())  # fail before any data work
     start = time.perf_counter()
 
     t0 = _stage(f"1/4 synthetic data -> {synth_dir}")
-    synthesize(synth_dir, args.num, args.test_num, args.seed, args.workers)
+    synthesize(synth_dir, num, test_num, seed, workers)
     _done(t0)
 
     t0 = _stage(f"2/4 tfds datasets -> {tfds_dir}")
-    build(synth_dir, tfds_dir, config.image_size, args.workers,
-          {"num": args.num, "test_num": args.test_num, "seed": args.seed, "size": config.image_size,
-           "versions": builder_versions()})
+    build(
+        synth_dir,
+        tfds_dir,
+        config.image_size,
+        workers,
+        {
+            "num": num,
+            "test_num": test_num,
+            "seed": seed,
+            "size": config.image_size,
+            "versions": builder_versions(),
+        },
+    )
     _done(t0)
 
     t0 = _stage(f"3/4 training -> {run_dir}")
-    train.train_and_evaluate(config, run_dir)
+    loop.train_and_evaluate(config, run_dir)
     _done(t0)
 
     t0 = _stage("4/4 evaluation on the synthetic AFLW2000-3D")
-    result = evaluate.run_eval(run_dir, data=synth_dir / "AFLW2000", model_dir=synth_dir / "model")
+    result = eval_run.run_eval(run_dir, data=synth_dir / "AFLW2000", model_dir=synth_dir / "model")
     outputs = result["paths"]
     _done(t0)
 
@@ -112,28 +135,14 @@ def run(args) -> int:
     for path in outputs["ced"]:
         print(f"CED plot:        {path}")
     print(f"data:            {synth_dir} (contact_sheet.png), {tfds_dir}")
-    return 0
+    return result
 
 
 def learning_summary(rows: dict) -> str:
     """One line comparing the network's 68-point 2D NME with the mean-face baseline's."""
-    from prn_jax.evaluate import BASELINE_NAME
-
-    net = next(v for k, v in rows.items() if k != BASELINE_NAME)
-    n, b = net["nme2d_68"]["all"], rows[BASELINE_NAME]["nme2d_68"]["all"]
-    return (f"68-point 2D NME (all images): network {100 * n:.2f}%, mean-face baseline {100 * b:.2f}% "
-            f"(ratio {n / b:.2f}; the default run should reach <= 0.5)")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/default", help="output folder (data and run)")
-    parser.add_argument("--config", default="cpu_default", help="config file or name in configs/")
-    parser.add_argument("--num", type=int, default=600, help="synthetic 300W-LP fits (x2 with flips)")
-    parser.add_argument("--test-num", type=int, default=150, help="synthetic AFLW2000-3D images")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes for data stages")
-
-
-def register(subparsers) -> None:
-    cli.add_command(subparsers, "main", __doc__, add_arguments, run,
-                    help="the whole job on the embedded default")
+    net = next(v for k, v in rows.items() if k != baseline.BASELINE_NAME)
+    n, b = net["nme2d_68"]["all"], rows[baseline.BASELINE_NAME]["nme2d_68"]["all"]
+    return (
+        f"68-point 2D NME (all images): network {100 * n:.2f}%, mean-face baseline {100 * b:.2f}% "
+        f"(ratio {n / b:.2f}; the default run should reach <= 0.5)"
+    )

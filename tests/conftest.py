@@ -29,8 +29,8 @@ def float64_compute():
     """float64 compute, a test-only dtype (`configuration.DTYPES` extended, jax's x64 mode on):
     in float32 a width-2 net with 27 BatchNorms amplifies summation-order noise too soon for tight
     comparisons. test_train's float64 8-device step is shared by most of its tests and by
-    test_multiprocess's 1-process reference (compiled once per pytest process, see train.Trainer);
-    test_multiprocess's workers extend DTYPES the same way (its WORKER)."""
+    test_multiprocess's 1-process reference (compiled once per pytest process, see
+    prn_jax.train.trainer.Trainer); test_multiprocess's workers extend DTYPES the same way (its WORKER)."""
     from prn_jax import configuration
 
     with pytest.MonkeyPatch.context() as patch, jax.enable_x64(True):
@@ -72,7 +72,7 @@ def shared():
 def tiny_run() -> list[str]:
     """Overrides of configs/tiny.py for the one tiny 1-device float32 run (64x64, width 2, batch 2)
     that test_config's generated configs, the runs of test_evaluate and test_predict and the
-    overfit test of test_train train: its step compiles once per pytest process (train.Trainer
+    overfit test of test_train train: its step compiles once per pytest process (prn_jax.train.trainer.Trainer
     shares compiled programs). Learning rate 1e-2: the overfit test needs it (see there)."""
     return ["image_size=64", "width=2", "batch_size=2", "num_devices=1", "learning_rate=1e-2"]
 
@@ -81,16 +81,21 @@ def tiny_run() -> list[str]:
 def tiny_synth_tfds(tmp_path_factory):
     """Tiny synthetic sets, built: {'raw', 'tfds', 'model', 'aflw'} paths (prn_300w_lp/size64 with
     16 records, aflw2000_3d/maps64 with 4 images), from a small procedural model."""
-    from datasets.aflw2000_3d import Aflw20003d
-    from datasets.prn_300w_lp import Prn300wLp
+    from prn_jax.datasets.aflw2000_3d import Aflw20003d
+    from prn_jax.datasets.prn_300w_lp import Prn300wLp
     from prn_jax.synth import datasets, face_generator
 
     root = tmp_path_factory.mktemp("tiny_synth")
     face = face_generator.make_procedural_face(
-        face_generator.ModelSpec(rows=61, cols=71, num_shape=40, num_exp=20, num_tex=40))
+        face_generator.ModelSpec(rows=61, cols=71, num_shape=40, num_exp=20, num_tex=40)
+    )
     datasets.generate(face, root / "raw", num=8, seed=3, test_num=4, flip=True, workers=1, progress=False)
     common = dict(data_dir=root / "tfds", manual_dir=root / "raw", model_dir=root / "raw" / "model")
     Prn300wLp(config="size64", workers=1, **common).download_and_prepare()
     Aflw20003d(config="maps64", **common).download_and_prepare()
-    return {"raw": root / "raw", "tfds": root / "tfds", "model": root / "raw" / "model",
-            "aflw": root / "raw" / "AFLW2000"}
+    return {
+        "raw": root / "raw",
+        "tfds": root / "tfds",
+        "model": root / "raw" / "model",
+        "aflw": root / "raw" / "AFLW2000",
+    }

@@ -18,9 +18,9 @@ BATCH = 4
 PARAMS = augment.AugmentParams(occlusion_prob=1.0)
 augment_batch = jax.jit(augment.augment_batch, static_argnames="params")
 sample_batch_draws = jax.jit(augment.sample_batch_draws, static_argnums=(1, 2, 3))
-IDENTITY_RANGES = augment.AugmentParams(rotation_deg=0.0, translation_frac=0.0,
-                                        scale_range=(1.0, 1.0), color_range=(1.0, 1.0),
-                                        occlusion_prob=0.0)
+IDENTITY_RANGES = augment.AugmentParams(
+    rotation_deg=0.0, translation_frac=0.0, scale_range=(1.0, 1.0), color_range=(1.0, 1.0), occlusion_prob=0.0
+)
 
 
 def _example(size=64, map_size=32, seed=0, batch=None):
@@ -45,7 +45,7 @@ def _marked_image(points, size, sigma=1.2):
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
     image = np.zeros((size, size))
     for x, y in points:
-        image += np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma ** 2))
+        image += np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2))
     return np.repeat(np.clip(image, 0, 1)[..., None], 3, axis=-1).astype(np.float32)
 
 
@@ -62,7 +62,8 @@ def test_landmarks_read_from_augmented_map_fall_on_warped_marks():
     batch = BATCH
     params = augment.AugmentParams(occlusion=False)
     out_images, out_pos = augment_batch(
-        jax.random.PRNGKey(3), np.stack([image] * batch), np.stack([pos] * batch), params=params)
+        jax.random.PRNGKey(3), np.stack([image] * batch), np.stack([pos] * batch), params=params
+    )
     checked = 0
     for i in range(batch):
         warped = np.asarray(out_images[i]).mean(axis=-1)
@@ -82,11 +83,15 @@ def test_landmarks_read_from_augmented_map_fall_on_warped_marks():
     assert not np.allclose(np.asarray(out_pos)[:, rows, cols, :2], landmarks, atol=2)
 
 
-@pytest.mark.parametrize("params", [
-    augment.AugmentParams.off(),
-    augment.AugmentParams(geometric=False, color=False, occlusion=False),
-    IDENTITY_RANGES,
-], ids=["off", "all-flags-off", "identity-ranges"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        augment.AugmentParams.off(),
+        augment.AugmentParams(geometric=False, color=False, occlusion=False),
+        IDENTITY_RANGES,
+    ],
+    ids=["off", "all-flags-off", "identity-ranges"],
+)
 def test_identity_params_are_a_bit_exact_no_op(params):
     images, pos = _example(batch=BATCH)
     out_images, out_pos = augment_batch(jax.random.PRNGKey(0), images, pos, params=params)
@@ -118,8 +123,7 @@ def test_examples_in_a_batch_get_different_parameters():
         flat = np.asarray(leaf).reshape(BATCH, -1)
         assert len({row.tobytes() for row in flat}) == BATCH
     image, pos = _example()
-    out_images, _ = augment_batch(key, np.stack([image] * BATCH), np.stack([pos] * BATCH),
-                                  params=PARAMS)
+    out_images, _ = augment_batch(key, np.stack([image] * BATCH), np.stack([pos] * BATCH), params=PARAMS)
     for i in range(1, BATCH):
         assert not np.allclose(np.asarray(out_images[0]), np.asarray(out_images[i]))
     # Example i is drawn from fold_in(key, i), so a per-example call reproduces the batch.
@@ -140,7 +144,7 @@ def test_similarity_moves_xy_and_multiplies_z_by_its_scale():
         assert params.scale_range[0] <= scale <= params.scale_range[1]
         angle = np.degrees(np.arctan2(m64[1, 0], m64[0, 0]))
         assert abs(angle) <= params.rotation_deg
-        np.testing.assert_allclose(m64[:2, :2] @ m64[:2, :2].T, scale ** 2 * np.eye(2), atol=1e-6)
+        np.testing.assert_allclose(m64[:2, :2] @ m64[:2, :2].T, scale**2 * np.eye(2), atol=1e-6)
         # The crop centre moves by the translation alone, at most 10% of S per axis.
         centre = np.array([(S - 1) / 2, (S - 1) / 2, 1.0])
         assert np.all(np.abs((m64 @ centre)[:2] - centre[:2]) <= 0.1 * S + 1e-3)
@@ -160,8 +164,9 @@ def test_color_scale_stays_in_unit_range_and_scales_each_channel():
     assert out.min() >= 0.0 and out.max() <= 1.0
     assert np.all((factors >= 0.6) & (factors <= 1.4))
     np.testing.assert_allclose(out, np.clip(image * factors, 0, 1), rtol=1e-6)
-    bright = augment.color_scale(key, np.full((8, 8, 3), 0.9, np.float32),
-                                 augment.AugmentParams(color_range=(1.3, 1.4)))
+    bright = augment.color_scale(
+        key, np.full((8, 8, 3), 0.9, np.float32), augment.AugmentParams(color_range=(1.3, 1.4))
+    )
     np.testing.assert_array_equal(np.asarray(bright), 1.0)
 
 
@@ -181,8 +186,7 @@ def test_occlusion_changes_one_patch_and_not_the_target():
         assert not np.any(changed & ~mask), "pixels outside the patch changed"
         assert changed.sum() >= 0.99 * mask.sum()
         assert ndimage.label(changed)[1] == 1, "the patch is not one connected region"
-    never = augment.occlude(jax.random.PRNGKey(0), image,
-                            augment.AugmentParams(occlusion_prob=0.0))
+    never = augment.occlude(jax.random.PRNGKey(0), image, augment.AugmentParams(occlusion_prob=0.0))
     np.testing.assert_array_equal(np.asarray(never), image)
 
 
@@ -242,7 +246,7 @@ def test_bad_shapes_are_rejected():
 
 
 def test_benchmark_main_runs_small(capsys):
-    from prn_jax import bench_augment
+    from prn_jax.bench import augment as bench_augment
 
     result = bench_augment.main(["--batch", "2", "--size", "32", "--repeats", "1", "--warmup", "1"])
     assert result["jax"] > 0 and result["numpy"] > 0

@@ -1,4 +1,4 @@
-"""The fused BatchNorm + activation op (prn_jax.batch_norm) against autodiff of the plain formula."""
+"""The fused BatchNorm + activation op (prn_jax.model.batch_norm) against autodiff of the plain formula."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prn_jax import batch_norm
+from prn_jax.model import batch_norm
 
 EPS = 1e-3
 ACT = {"identity": lambda z: z, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}
@@ -23,15 +23,21 @@ def _inputs(shape, seed, offset=3.0):
     kx, ks, kb, kc = jax.random.split(jax.random.PRNGKey(seed), 4)
     c = shape[-1]
     x = offset + 2.0 * jax.random.normal(kx, shape)  # mean far from 0: tests the shifted sums
-    return (x, jax.random.uniform(ks, (c,), minval=0.5, maxval=1.5),
-            jax.random.normal(kb, (c,)), jax.random.normal(kc, shape))
+    return (
+        x,
+        jax.random.uniform(ks, (c,), minval=0.5, maxval=1.5),
+        jax.random.normal(kb, (c,)),
+        jax.random.normal(kc, shape),
+    )
 
 
 def _loss(fn, activation):
     """A scalar of y and of the statistics, so the statistics' cotangents are tested too."""
+
     def loss(x, scale, bias, cot):
         y, mean, var = fn(x, scale, bias, activation)
         return jnp.sum(y * cot) + jnp.sum(jnp.sin(mean)) + 0.5 * jnp.sum(var)
+
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
 
 
@@ -48,8 +54,10 @@ def test_fused_batch_norm_equals_autodiff_of_the_formula(shape, activation):
     np.testing.assert_allclose(mean, mean_ref, rtol=2e-6, atol=2e-6)
     np.testing.assert_allclose(var, var_ref, rtol=2e-5)
     np.testing.assert_allclose(y, y_ref, atol=2e-5)
-    (loss, grads), (loss_ref, grads_ref) = (_loss(_fused, activation)(x, scale, bias, cot),
-                                            _loss(_reference, activation)(x, scale, bias, cot))
+    (loss, grads), (loss_ref, grads_ref) = (
+        _loss(_fused, activation)(x, scale, bias, cot),
+        _loss(_reference, activation)(x, scale, bias, cot),
+    )
     np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
     for name, g, g_ref in zip(("x", "scale", "bias"), grads, grads_ref):
         scale_of = float(jnp.max(jnp.abs(g_ref)))
@@ -85,14 +93,18 @@ def test_under_pmap_statistics_and_gradients_are_those_of_the_whole_batch():
         return jnp.sum(y * cot) + jnp.sum(jnp.sin(mean)) / devices + 0.5 * jnp.sum(var) / devices
 
     split = lambda a: a.reshape(devices, -1, *a.shape[1:])
-    grads = jax.pmap(jax.grad(device_loss, argnums=(0, 1, 2)), axis_name="d",
-                     in_axes=(0, None, None, 0))(split(x), scale, bias, split(cot))
+    grads = jax.pmap(jax.grad(device_loss, argnums=(0, 1, 2)), axis_name="d", in_axes=(0, None, None, 0))(
+        split(x), scale, bias, split(cot)
+    )
     _, want = _loss(_reference, "relu")(x, scale, bias, cot)
-    np.testing.assert_allclose(grads[0].reshape(x.shape), want[0], atol=2e-5 * float(jnp.max(jnp.abs(want[0]))))
+    np.testing.assert_allclose(
+        grads[0].reshape(x.shape), want[0], atol=2e-5 * float(jnp.max(jnp.abs(want[0])))
+    )
     np.testing.assert_allclose(grads[1].sum(0), want[1], rtol=2e-5, atol=1e-4)
     np.testing.assert_allclose(grads[2].sum(0), want[2], rtol=2e-5, atol=1e-4)
-    y = jax.pmap(lambda x: batch_norm.batch_norm_train(x, scale, bias, "relu", "d", EPS)[0],
-                 axis_name="d")(split(x))
+    y = jax.pmap(lambda x: batch_norm.batch_norm_train(x, scale, bias, "relu", "d", EPS)[0], axis_name="d")(
+        split(x)
+    )
     np.testing.assert_allclose(y.reshape(x.shape), _reference(x, scale, bias, "relu")[0], atol=2e-5)
 
 
@@ -106,8 +118,10 @@ def test_module_has_flax_variables_and_moving_statistics(activation):
     assert jax.tree.map(np.shape, variables) == jax.tree.map(np.shape, flax_variables)
     for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(flax_variables)):
         np.testing.assert_array_equal(a, b)  # initialising leaves the moving statistics alone
-    variables = {"params": {"scale": jnp.linspace(0.5, 2, 6), "bias": jnp.linspace(-1, 1, 6)},
-                 "batch_stats": {"mean": jnp.full((6,), 0.5), "var": jnp.full((6,), 2.0)}}
+    variables = {
+        "params": {"scale": jnp.linspace(0.5, 2, 6), "bias": jnp.linspace(-1, 1, 6)},
+        "batch_stats": {"mean": jnp.full((6,), 0.5), "var": jnp.full((6,), 2.0)},
+    }
     y, updated = ours.apply(variables, x, mutable=["batch_stats"])
     y_flax, updated_flax = flax_bn.apply(variables, x, mutable=["batch_stats"])
     np.testing.assert_allclose(y, ACT[activation](y_flax), atol=2e-5)
@@ -115,8 +129,9 @@ def test_module_has_flax_variables_and_moving_statistics(activation):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     inference = batch_norm.BatchNorm(use_running_average=True, activation=activation)
     flax_inference = nn.BatchNorm(use_running_average=True, epsilon=EPS)
-    np.testing.assert_allclose(inference.apply(variables, x),
-                               ACT[activation](flax_inference.apply(variables, x)), atol=2e-6)
+    np.testing.assert_allclose(
+        inference.apply(variables, x), ACT[activation](flax_inference.apply(variables, x)), atol=2e-6
+    )
 
 
 def test_bad_arguments_name_the_problem():

@@ -2,14 +2,18 @@ from pathlib import Path
 
 import pytest
 
-from prn_jax import configuration, train
+from prn_jax import configuration
+from prn_jax.train import loop
+from prn_jax.train import trainer as trainer_lib
 
 CONFIGS = sorted(p.stem for p in configuration.CONFIGS_DIR.glob("*.py") if p.stem != "__init__")
 
 
 def test_overrides_keep_types():
-    c = configuration.load_config("tiny", ["--config.learning_rate=3e-4", "width=8",
-                                           "weight_ratios=(1, 1, 1, 0)", "data.source=generated"])
+    c = configuration.load_config(
+        "tiny",
+        ["--config.learning_rate=3e-4", "width=8", "weight_ratios=(1, 1, 1, 0)", "data.source=generated"],
+    )
     assert c.learning_rate == 3e-4 and c.width == 8 and c.weight_ratios == (1, 1, 1, 0)
     with pytest.raises(configuration.ConfigError, match="width"):
         configuration.load_config("tiny", ["width=wide"])
@@ -19,19 +23,22 @@ def test_overrides_keep_types():
         configuration.load_config("no_such_config")
 
 
-@pytest.mark.parametrize("override, field", [
-    ("image_size=48", "image_size"),
-    ("learning_rate=-1.0", "learning_rate"),
-    ("batch_size=7", "batch_size"),
-    ("loss='l3'", "loss"),
-    ("dtype='float16'", "dtype"),
-    ("decoder_impl='fft'", "decoder_impl"),
-    ("weight_ratios=(1, 1, 1)", "weight_ratios"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("image_size=48", "image_size"),
+        ("learning_rate=-1.0", "learning_rate"),
+        ("batch_size=7", "batch_size"),
+        ("loss='l3'", "loss"),
+        ("dtype='float16'", "dtype"),
+        ("decoder_impl='fft'", "decoder_impl"),
+        ("weight_ratios=(1, 1, 1)", "weight_ratios"),
+    ],
+)
 def test_impossible_values_fail_before_compiling(override, field):
     config = configuration.load_config("tiny", [override, "num_devices=8"])
     with pytest.raises(configuration.ConfigError, match=f"config.{field} "):
-        train.Trainer(config)
+        trainer_lib.Trainer(config)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -40,14 +47,22 @@ def test_every_config_loads_and_runs_one_step(name, tmp_path: Path, request, tin
     if configuration.load_config(name).data.source == "tfds":
         data = request.getfixturevalue("tiny_synth_tfds")  # built once per session
         # Width 2 and batch 4 of 16 records at 64x64: the train step of test_main_job's run of
-        # cpu_default, compiled once per pytest process (train.Trainer).
-        small += ["width=2", "batch_size=4", "num_devices=1", "image_size=64", f"data.dir='{data['tfds']}'",
-                  f"data.model_dir='{data['model']}'", f"eval_data='{data['aflw']}'", "eval_every_steps=1",
-                  "eval_limit=2"]
+        # cpu_default, compiled once per pytest process (prn_jax.train.trainer.Trainer).
+        small += [
+            "width=2",
+            "batch_size=4",
+            "num_devices=1",
+            "image_size=64",
+            f"data.dir='{data['tfds']}'",
+            f"data.model_dir='{data['model']}'",
+            f"eval_data='{data['aflw']}'",
+            "eval_every_steps=1",
+            "eval_limit=2",
+        ]
     else:
         small += tiny_run
     config = configuration.load_config(name, small)
-    result = train.train_and_evaluate(config, tmp_path, log=lambda s: None)
+    result = loop.train_and_evaluate(config, tmp_path, log=lambda s: None)
     assert int(result["state"].step) == 1
     assert result["last_metrics"]["loss"] > 0
     assert (tmp_path / "checkpoints" / "1").is_dir()

@@ -12,16 +12,27 @@ import numpy as np
 import pytest
 from jax import lax
 
-from prn_jax import conv_ops
-from prn_jax.decoder_ops import tf_same_pads
+from prn_jax.model import conv_ops
+from prn_jax.model.decoder_ops import tf_same_pads
 
 HIGHEST = lax.Precision.HIGHEST
 F32_TOL = 1e-5
 # PRNet encoder convolutions at width 16 (in, out, kernel, stride): the first conv, each
 # resBlock's strided 4x4 and 1x1 shortcut, and a stride-1 4x4 and 1x1.
-ENCODER_LAYER_SHAPES = ((3, 16, 4, 1), (16, 16, 4, 2), (16, 32, 1, 2), (32, 32, 4, 2), (32, 64, 1, 2),
-                        (64, 64, 4, 2), (128, 128, 4, 2), (128, 256, 1, 2), (256, 256, 4, 2),
-                        (256, 512, 1, 2), (16, 16, 4, 1), (64, 32, 1, 1))
+ENCODER_LAYER_SHAPES = (
+    (3, 16, 4, 1),
+    (16, 16, 4, 2),
+    (16, 32, 1, 2),
+    (32, 32, 4, 2),
+    (32, 64, 1, 2),
+    (64, 64, 4, 2),
+    (128, 128, 4, 2),
+    (128, 256, 1, 2),
+    (256, 256, 4, 2),
+    (256, 512, 1, 2),
+    (16, 16, 4, 1),
+    (64, 32, 1, 1),
+)
 
 
 def _close(a, b, tol=F32_TOL):
@@ -42,7 +53,7 @@ def _numpy_same_conv(x, kernel, stride):
     out = np.zeros((b, ho, wo, kernel.shape[3]))
     for i in range(kh):
         for j in range(kw):
-            patch = xp[:, i:i + stride * ho:stride, j:j + stride * wo:stride]
+            patch = xp[:, i : i + stride * ho : stride, j : j + stride * wo : stride]
             out += patch @ kernel[i, j]
     return out
 

@@ -11,13 +11,17 @@ from prn_jax import cpu_runtime
 
 def test_tuned_environment_adds_missing_settings_and_keeps_the_users():
     env = cpu_runtime.tuned_environment({"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "A": "b"})
-    assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=8",
-                                        "--xla_cpu_experimental_ynn_fusion_type="]
+    assert env["XLA_FLAGS"].split() == [
+        "--xla_force_host_platform_device_count=8",
+        "--xla_cpu_experimental_ynn_fusion_type=",
+    ]
     assert env["A"] == "b"
     if cpu_runtime._uses_glibc():
         assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
-    user = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT",
-            "GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2"}
+    user = {
+        "XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT",
+        "GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2",
+    }
     kept = cpu_runtime.tuned_environment(user)
     assert kept["XLA_FLAGS"] == user["XLA_FLAGS"]
     if cpu_runtime._uses_glibc():
@@ -38,8 +42,11 @@ print('NOEXEC', os.environ.get('XLA_FLAGS', ''))
 
 
 def _probe(**env_extra):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("XLA_FLAGS", "GLIBC_TUNABLES", "PRN_JAX_CPU_DEFAULTS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("XLA_FLAGS", "GLIBC_TUNABLES", "PRN_JAX_CPU_DEFAULTS")
+    }
     env.update(env_extra)
     return subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True)
 

@@ -18,17 +18,23 @@ import numpy as np
 import pytest
 from jax import lax
 
-from prn_jax.decoder_ops import (
-    DECODER_IMPLS,
-    conv_transpose_tf,
-    tf_same_pads,
-)
+from prn_jax.model.decoder_ops import DECODER_IMPLS, conv_transpose_tf, tf_same_pads
 
-# PRNet decoder layer shapes (in channels, out channels, stride), REFERENCE.md section 2.
+# PRNet decoder layer shapes (in channels, out channels, stride), docs/network.md.
 DECODER_LAYER_SHAPES = (
-    (512, 512, 1), (512, 256, 2), (256, 256, 1), (256, 128, 2), (128, 128, 1),
-    (128, 64, 2), (64, 64, 1), (64, 32, 2), (32, 32, 1), (32, 16, 2), (16, 16, 1),
-    (16, 3, 1), (3, 3, 1),
+    (512, 512, 1),
+    (512, 256, 2),
+    (256, 256, 1),
+    (256, 128, 2),
+    (128, 128, 1),
+    (128, 64, 2),
+    (64, 64, 1),
+    (64, 32, 2),
+    (32, 32, 1),
+    (32, 16, 2),
+    (16, 16, 1),
+    (16, 3, 1),
+    (3, 3, 1),
 )
 SPATIAL_SIZES = ((2, 2), (4, 4), (5, 3), (8, 8))
 F32_TOL = 1e-5
@@ -44,8 +50,12 @@ def _vjp_oracle(x, kernel, stride):
 
     def conv(y):
         return lax.conv_general_dilated(
-            y, kernel, (stride, stride), pads,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=HIGHEST,
+            y,
+            kernel,
+            (stride, stride),
+            pads,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            precision=HIGHEST,
         )
 
     y = jnp.zeros((batch, height * stride, width * stride, cout), x.dtype)
@@ -140,8 +150,15 @@ def test_vjp_oracle_and_impls_match_scatter_definition(k, stride):
 def test_flax_conv_transpose_same_matches_tf(stride):
     """Flax's nn.ConvTranspose(transpose_kernel=True, padding='SAME') is TF's op, same kernel."""
     x, kernel, _ = _random_problem(3, 2, 5, 4, 8, 6, stride)
-    layer = nn.ConvTranspose(6, (4, 4), strides=(stride, stride), padding="SAME",
-                             transpose_kernel=True, use_bias=False, precision=HIGHEST)
+    layer = nn.ConvTranspose(
+        6,
+        (4, 4),
+        strides=(stride, stride),
+        padding="SAME",
+        transpose_kernel=True,
+        use_bias=False,
+        precision=HIGHEST,
+    )
     variables = layer.init(jax.random.key(0), x)
     assert variables["params"]["kernel"].shape == kernel.shape
     got = layer.apply({"params": {"kernel": kernel}}, x)
@@ -170,7 +187,7 @@ def test_bad_inputs_raise_named_errors():
 
 @pytest.mark.slow
 def test_decoder_benchmark_smoke():
-    from prn_jax import bench_decoder
+    from prn_jax.bench import decoder as bench_decoder
 
     row = bench_decoder.bench_one(
         size=32, batch=1, width=1, impl="subpixel", dtype_name="float32", norm="batch", repeats=1

@@ -9,9 +9,13 @@ import types
 import numpy as np
 import pytest
 
-from prn_jax import evaluate
-from prn_jax.geometry import crop, mesh_io
+from prn_jax import cli, inference
+from prn_jax.data import eval_data
+from prn_jax.evaluation import baseline, periodic, protocol, report
+from prn_jax.evaluation import run as eval_run
+from prn_jax.geometry import crop, mesh_io, model_assets
 from prn_jax.geometry import uv_assets as uv_assets_lib
+from prn_jax.train import loop
 
 S = 64
 
@@ -24,9 +28,13 @@ def _grid_assets(size=S):
     kpt_uv = np.stack([14 + cols * 3, 14 + rows * 3], -1).astype(np.int32)
     assert len({tuple(p) for p in kpt_uv}) == 68
     labels[kpt_uv[:, 1], kpt_uv[:, 0]] = 0
-    return uv_assets_lib.UVAssets(size=size, region_labels=labels, kpt_uv=kpt_uv,
-                                  face_indices=np.flatnonzero(labels.ravel() != 3).astype(np.int32),
-                                  triangles=np.zeros((0, 3), np.int32))
+    return uv_assets_lib.UVAssets(
+        size=size,
+        region_labels=labels,
+        kpt_uv=kpt_uv,
+        face_indices=np.flatnonzero(labels.ravel() != 3).astype(np.int32),
+        triangles=np.zeros((0, 3), np.int32),
+    )
 
 
 def _array_examples(assets, count=3, height=120, seed=0):
@@ -39,11 +47,18 @@ def _array_examples(assets, count=3, height=120, seed=0):
         uu, vv = np.meshgrid(np.linspace(-1, 1, assets.size), np.linspace(-1, 1, assets.size))
         gt_map[..., 0] = centre[0] + 30 * uu + rng.normal(0, 1, uu.shape)
         gt_map[..., 1] = centre[1] + 35 * vv + rng.normal(0, 1, uu.shape)
-        gt_map[..., 2] = 20 * np.exp(-(uu ** 2 + vv ** 2)) + rng.normal(0, 1, uu.shape)
+        gt_map[..., 2] = 20 * np.exp(-(uu**2 + vv**2)) + rng.normal(0, 1, uu.shape)
         pt3d = mesh_io.landmarks_from_position_map(gt_map, assets.kpt_uv)
         image = rng.integers(0, 256, (height, height, 3), dtype=np.uint8)
-        out.append({"image": image, "pt3d_68": pt3d, "yaw_deg": (10.0, 45.0, -80.0)[i % 3],
-                    "file_id": f"img{i}", "position_map": gt_map})
+        out.append(
+            {
+                "image": image,
+                "pt3d_68": pt3d,
+                "yaw_deg": (10.0, 45.0, -80.0)[i % 3],
+                "file_id": f"img{i}",
+                "position_map": gt_map,
+            }
+        )
     return out
 
 
@@ -52,8 +67,8 @@ def _oracle(examples, assets, shift=(0.0, 0.0, 0.0)):
     crop pixels plus `shift` (crop pixels): a perfect network through the full pipeline."""
     table = {}
     for ex in examples:
-        transform = evaluate.crop_transforms(ex["pt3d_68"][None], assets.size)[0]
-        key = hashlib.sha1(evaluate.crop_image(ex["image"], transform, assets.size).tobytes()).digest()
+        transform = protocol.crop_transforms(ex["pt3d_68"][None], assets.size)[0]
+        key = hashlib.sha1(inference.crop_image(ex["image"], transform, assets.size).tobytes()).digest()
         table[key] = crop.apply_similarity(np.asarray(ex["position_map"], np.float64), transform) + shift
 
     def predict(crops):
@@ -64,20 +79,21 @@ def _oracle(examples, assets, shift=(0.0, 0.0, 0.0)):
 
 def test_crop_image_identity_and_shift():
     image = np.random.default_rng(1).integers(0, 256, (S, S, 3), dtype=np.uint8)
-    np.testing.assert_allclose(evaluate.crop_image(image, np.eye(3), S), image / 255.0, atol=1e-6)
+    np.testing.assert_allclose(inference.crop_image(image, np.eye(3), S), image / 255.0, atol=1e-6)
     shift = np.array([[1, 0, -2.0], [0, 1, -3.0], [0, 0, 1]])  # crop (x, y) = image (x + 2, y + 3)
-    np.testing.assert_allclose(evaluate.crop_image(image, shift, S)[:-3, :-2], image[3:, 2:] / 255.0,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        inference.crop_image(image, shift, S)[:-3, :-2], image[3:, 2:] / 255.0, atol=1e-6
+    )
 
 
 def test_perfect_predictor_scores_zero():
     assets = _grid_assets()
     examples = _array_examples(assets)
-    result = evaluate.evaluate(examples, _oracle(examples, assets), assets, batch_size=2)
+    result = protocol.evaluate(examples, _oracle(examples, assets), assets, batch_size=2)
     assert result["file_ids"] == ["img0", "img1", "img2"]
-    for key in evaluate.ALL_METRICS:
+    for key in protocol.ALL_METRICS:
         np.testing.assert_allclose(result["errors"][key], 0.0, atol=1e-5, err_msg=key)
-    row = evaluate.summarise(result)
+    row = protocol.summarise(result)
     assert row["n"] == 3 and row["nme2d_68"]["counts"] == {"0-30": 1, "30-60": 1, "60-90": 1}
     assert row["nme2d_68"]["ced_auc"] == pytest.approx(1.0, abs=1e-4)
 
@@ -86,9 +102,9 @@ def test_known_shift_gives_known_nme():
     assets = _grid_assets()
     examples = _array_examples(assets)
     d = 1.5  # crop pixels along x
-    result = evaluate.evaluate(examples, _oracle(examples, assets, (d, 0.0, 0.0)), assets)
+    result = protocol.evaluate(examples, _oracle(examples, assets, (d, 0.0, 0.0)), assets)
     for i, ex in enumerate(examples):
-        k = crop.similarity_scale(evaluate.crop_transforms(ex["pt3d_68"][None], S))[0]
+        k = crop.similarity_scale(protocol.crop_transforms(ex["pt3d_68"][None], S))[0]
         wh = ex["pt3d_68"][:, :2].max(0) - ex["pt3d_68"][:, :2].min(0)
         expected = d / k / math.sqrt(wh[0] * wh[1])
         assert result["errors"]["nme2d_68"][i] == pytest.approx(expected, rel=1e-4)
@@ -101,8 +117,8 @@ def test_known_shift_gives_known_nme():
 def test_collapsed_prediction_has_a_reconstruction_error():
     assets = _grid_assets()
     examples = _array_examples(assets, count=1)
-    collapsed = evaluate.constant_predictor(np.full((S, S, 3), 30.0, np.float32))
-    result = evaluate.evaluate(examples, collapsed, assets)
+    collapsed = baseline.constant_predictor(np.full((S, S, 3), 30.0, np.float32))
+    result = protocol.evaluate(examples, collapsed, assets)
     assert result["errors"]["reconstruction"][0] > 0.1
 
 
@@ -111,35 +127,36 @@ def test_examples_without_gt_maps_have_landmark_metrics_only():
     examples = _array_examples(assets)
     predict = _oracle(examples, assets)
     bare = [{k: v for k, v in ex.items() if k != "position_map"} for ex in examples]
-    result = evaluate.evaluate(bare, predict, assets)
-    assert set(result["errors"]) == set(evaluate.LANDMARK_METRICS)
+    result = protocol.evaluate(bare, predict, assets)
+    assert set(result["errors"]) == set(protocol.LANDMARK_METRICS)
     with pytest.raises(KeyError, match="img0: missing key 'pt3d_68'"):
-        evaluate.evaluate([{"image": examples[0]["image"], "yaw_deg": 0.0, "file_id": "img0"}],
-                          predict, assets)
+        protocol.evaluate(
+            [{"image": examples[0]["image"], "yaw_deg": 0.0, "file_id": "img0"}], predict, assets
+        )
 
 
 def test_baseline_map_is_a_frontal_face_in_the_crop_box():
     assets = _grid_assets()
     uu, vv = np.meshgrid(np.linspace(-1, 1, S), np.linspace(-1, 1, S))
     # A y-up frontal "face": keypoints with larger v (mouth, later indices) have smaller y.
-    frontal = np.stack([80 * uu, -90 * vv, 30 * np.exp(-(uu ** 2 + vv ** 2))], -1)
-    baseline = evaluate.mean_face_crop_map(frontal, assets)
-    kpts = mesh_io.landmarks_from_position_map(baseline, assets.kpt_uv)
+    frontal = np.stack([80 * uu, -90 * vv, 30 * np.exp(-(uu**2 + vv**2))], -1)
+    mean_face = baseline.mean_face_crop_map(frontal, assets)
+    kpts = mesh_io.landmarks_from_position_map(mean_face, assets.kpt_uv)
     box = crop.box_from_keypoints(kpts, truncate=False)
     centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     np.testing.assert_allclose(centre, ((S - 1) / 2, (S - 1) / 2), atol=0.3)
     size = (box[2] - box[0] + box[3] - box[1]) / 2
     assert size == pytest.approx((S - 1) / crop.LANDMARK_SCALE, rel=0.02)
     assert kpts[36:48, 1].mean() < kpts[48:68, 1].mean()  # y flipped to point down
-    assert baseline[..., 2][assets.face_mask].min() == pytest.approx(0.0, abs=1e-5)
+    assert mean_face[..., 2][assets.face_mask].min() == pytest.approx(0.0, abs=1e-5)
 
 
 def test_json_has_no_bare_nan(tmp_path):
     assets = _grid_assets()
     examples = _array_examples(assets, count=2)  # bucket 60-90 empty: "mean" is NaN
-    result = evaluate.evaluate(examples, _oracle(examples, assets), assets)
-    rows = {"oracle": evaluate.summarise(result)}
-    paths = evaluate.write_outputs(tmp_path, rows, {"oracle": result}, {"title": "t"})
+    result = protocol.evaluate(examples, _oracle(examples, assets), assets)
+    rows = {"oracle": protocol.summarise(result)}
+    paths = report.write_outputs(tmp_path, rows, {"oracle": result}, {"title": "t"})
     doc = json.loads(paths["metrics"].read_text(), parse_constant=lambda c: pytest.fail(c))
     assert doc["results"]["oracle"]["nme2d_68"]["mean"] is None
     assert len(paths["ced"]) == 4 and all(p.stat().st_size > 0 for p in paths["ced"])
@@ -148,94 +165,139 @@ def test_json_has_no_bare_nan(tmp_path):
 def test_real_aflw_fixtures_roundtrip_below_1e3(shared):
     folder = shared / "fixtures" / "real" / "aflw2000_3d"
     uv_dir = shared / "fixtures" / "real" / "prnet_uv_data"
-    assets, frontal, _, _ = evaluate.load_assets(uv_dir, 256)
-    examples = list(evaluate.examples_from_folder(folder, limit=6))
+    assets, frontal, _, _ = model_assets.load_assets(uv_dir, 256)
+    examples = list(eval_data.examples_from_folder(folder, limit=6))
     assert examples[0]["file_id"] == "image00050" and examples[0]["image"].shape == (450, 450, 3)
     for ex in examples:  # "prediction" = GT landmarks at the keypoint pixels, nothing else
         gt_map = np.zeros((256, 256, 3), np.float32)
         gt_map[assets.kpt_uv[:, 1], assets.kpt_uv[:, 0]] = ex["pt3d_68"]
         ex["position_map"] = gt_map
-    result = evaluate.evaluate(examples, _oracle(examples, assets), assets, batch_size=4)
+    result = protocol.evaluate(examples, _oracle(examples, assets), assets, batch_size=4)
     assert np.max(result["errors"]["nme2d_68"]) < 1e-3
     assert np.max(result["errors"]["nme3d_68"]) < 1e-3
-    baseline = evaluate.evaluate(
+    mean_face = protocol.evaluate(
         [{k: v for k, v in ex.items() if k != "position_map"} for ex in examples],
-        evaluate.constant_predictor(evaluate.mean_face_crop_map(frontal, assets)), assets)
+        baseline.constant_predictor(baseline.mean_face_crop_map(frontal, assets)),
+        assets,
+    )
     # A frontal mean face in the right box: clearly wrong, but the right order of magnitude.
-    assert 0.01 < np.mean(baseline["errors"]["nme2d_68"]) < 0.25
+    assert 0.01 < np.mean(mean_face["errors"]["nme2d_68"]) < 0.25
 
 
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory, tiny_run):
     """A one-step tiny run (64x64 maps) and 3 synthetic AFLW2000-3D images with the small model."""
-    from prn_jax import configuration, train
+    from prn_jax import configuration
     from prn_jax.synth import datasets, face_generator
 
     root = tmp_path_factory.mktemp("eval")
     face = face_generator.make_procedural_face(
-        face_generator.ModelSpec(rows=61, cols=71, num_shape=40, num_exp=20, num_tex=40))
+        face_generator.ModelSpec(rows=61, cols=71, num_shape=40, num_exp=20, num_tex=40)
+    )
     datasets.generate(face, root / "synth", num=0, seed=3, test_num=3, workers=1, progress=False)
     config = configuration.load_config("tiny", [*tiny_run, "num_steps=1"])
-    train.train_and_evaluate(config, root / "run", log=lambda s: None)
+    loop.train_and_evaluate(config, root / "run", log=lambda s: None)
     return root
 
 
 @pytest.mark.slow
 def test_eval_cli_writes_all_outputs(synthetic_run):
     out = synthetic_run / "out"
-    rc = evaluate.main(["--workdir", str(synthetic_run / "run"), "--data", str(synthetic_run / "synth"),
-                        "--out", str(out), "--batch-size", "2"])
+    rc = cli.main(
+        ["eval"]
+        + [
+            "--workdir",
+            str(synthetic_run / "run"),
+            "--data",
+            str(synthetic_run / "synth"),
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+        ]
+    )
     assert rc == 0
     doc = json.loads((out / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert doc["checkpoint_step"] == 1 and doc["num_images"] == 3
     method = "prn-jax step 1"
-    assert set(doc["results"]) == {method, evaluate.BASELINE_NAME}
+    assert set(doc["results"]) == {method, baseline.BASELINE_NAME}
     for name in doc["results"]:
-        for key in evaluate.ALL_METRICS:
+        for key in protocol.ALL_METRICS:
             assert doc["results"][name][key]["mean"] > 0, (name, key)
     table = (out / "table1.md").read_text()
-    assert f"| {evaluate.BASELINE_NAME} |" in table and "PRNet (published, real AFLW2000-3D)" in table
+    assert f"| {baseline.BASELINE_NAME} |" in table and "PRNet (published, real AFLW2000-3D)" in table
     assert sorted(p.name for p in out.glob("ced_*.png")) == [
-        "ced_nme2d_68.png", "ced_nme2d_dense.png", "ced_nme3d_68.png", "ced_nme3d_dense.png"]
-    assert evaluate.main(["--workdir", str(synthetic_run / "run"), "--data",
-                          str(synthetic_run / "synth"), "--checkpoint", "7"]) == 2
+        "ced_nme2d_68.png",
+        "ced_nme2d_dense.png",
+        "ced_nme3d_68.png",
+        "ced_nme3d_dense.png",
+    ]
+    assert (
+        cli.main(
+            ["eval"]
+            + [
+                "--workdir",
+                str(synthetic_run / "run"),
+                "--data",
+                str(synthetic_run / "synth"),
+                "--checkpoint",
+                "7",
+            ]
+        )
+        == 2
+    )
 
 
 @pytest.mark.slow
 def test_synthetic_gt_maps_and_periodic_evaluator(synthetic_run):
-    assets, _, face, raster = evaluate.load_assets(synthetic_run / "synth" / "model", S)
-    examples = list(evaluate.with_fit_maps(
-        evaluate.examples_from_folder(synthetic_run / "synth" / "AFLW2000"), face, raster))
-    result = evaluate.evaluate(examples, _oracle(examples, assets), assets)
+    assets, _, face, raster = model_assets.load_assets(synthetic_run / "synth" / "model", S)
+    examples = list(
+        eval_data.with_fit_maps(
+            eval_data.examples_from_folder(synthetic_run / "synth" / "AFLW2000"), face, raster
+        )
+    )
+    result = protocol.evaluate(examples, _oracle(examples, assets), assets)
     np.testing.assert_allclose(result["errors"]["nme2d_dense"], 0.0, atol=1e-5)
     np.testing.assert_allclose(result["errors"]["reconstruction"], 0.0, atol=1e-5)
     # The fit's map at the keypoint pixels is within UV rounding of the pt3d_68 vertices.
     assert np.max(result["errors"]["nme2d_68"]) < 0.02
 
-    config, _, variables = evaluate.restore_variables(synthetic_run / "run")
+    config, _, variables = inference.restore_variables(synthetic_run / "run")
     state = types.SimpleNamespace(**variables)
-    scores = evaluate.make_periodic_evaluator(config, examples, assets, batch_size=2)(state)
+    scores = periodic.make_periodic_evaluator(config, examples, assets, batch_size=2)(state)
     assert {"eval_nme2d_68", "eval_nme3d_68", "eval_nme2d_dense", "eval_nme2d_68_bucket_mean"} <= set(scores)
     assert all(math.isfinite(v) and v > 0 for v in scores.values())
 
 
 @pytest.mark.slow
 def test_tfds_records_give_the_same_ground_truth(synthetic_run):
-    builder_module = pytest.importorskip("datasets.aflw2000_3d.aflw2000_3d_dataset_builder")
+    builder_module = pytest.importorskip("prn_jax.datasets.aflw2000_3d.aflw2000_3d_dataset_builder")
     synth = synthetic_run / "synth"
-    builder = builder_module.Aflw20003d(data_dir=str(synthetic_run / "tfds"), config="maps64",
-                                        manual_dir=str(synth), model_dir=str(synth / "model"))
+    builder = builder_module.Aflw20003d(
+        data_dir=str(synthetic_run / "tfds"),
+        config="maps64",
+        manual_dir=str(synth),
+        model_dir=str(synth / "model"),
+    )
     builder.download_and_prepare()
-    assets, _, face, raster = evaluate.load_assets(synth / "model", S)
-    from_fits = {ex["file_id"]: ex for ex in evaluate.with_fit_maps(
-        evaluate.examples_from_folder(synth / "AFLW2000"), face, raster)}
-    records = evaluate.examples_from_tfds(builder.data_dir)
+    assets, _, face, raster = model_assets.load_assets(synth / "model", S)
+    from_fits = {
+        ex["file_id"]: ex
+        for ex in eval_data.with_fit_maps(eval_data.examples_from_folder(synth / "AFLW2000"), face, raster)
+    }
+    records = eval_data.examples_from_tfds(builder.data_dir)
     assert len(records) == 3
     for i in range(len(records)):
         ex = records[i]
-        tfds_map = evaluate.gt_image_map(ex, S, ex["file_id"])[assets.face_mask]
+        tfds_map = protocol.gt_image_map(ex, S, ex["file_id"])[assets.face_mask]
         fit_map = from_fits[ex["file_id"]]["position_map"][assets.face_mask]
         np.testing.assert_allclose(tfds_map[:, :2], fit_map[:, :2], atol=0.05)
-    out = evaluate.run_eval(synthetic_run / "run", data=builder.data_dir, model_dir=synth / "model",
-                            out_dir=synthetic_run / "out_tfds", batch_size=2, log=lambda s: None)
-    assert out["rows"][evaluate.BASELINE_NAME]["nme2d_dense"]["counts"]["0-30"] == 1
+    out = eval_run.run_eval(
+        synthetic_run / "run",
+        data=builder.data_dir,
+        model_dir=synth / "model",
+        out_dir=synthetic_run / "out_tfds",
+        batch_size=2,
+        log=lambda s: None,
+    )
+    assert out["rows"][baseline.BASELINE_NAME]["nme2d_dense"]["counts"]["0-30"] == 1

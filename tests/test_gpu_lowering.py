@@ -17,19 +17,28 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from prn_jax import bench, configuration, train
+from prn_jax import configuration
+from prn_jax.bench import model as bench_model
+from prn_jax.train import step as step_lib
+from prn_jax.train import trainer as trainer_lib
 
 SIZE = 32
 
 
-def _lowered_step(platform: str, *overrides: str) -> tuple[jax.stages.Lowered, train.Trainer]:
+def _lowered_step(platform: str, *overrides: str) -> tuple[jax.stages.Lowered, trainer_lib.Trainer]:
     """The tiny bfloat16 2-device train step (32x32, batch 4) lowered for `platform`."""
-    config = configuration.load_config("tiny", [f"image_size={SIZE}", "num_devices=2", "batch_size=4",
-                                                "dtype=bfloat16", *overrides])
-    trainer = train.Trainer(config)
-    step = train.make_train_step(trainer._programs.config, trainer.model, trainer.tx)
-    sharded = jax.shard_map(lambda s, b, w: step(s, b, w, None), mesh=trainer.mesh,
-                            in_specs=(P(), P(train.AXIS), P()), out_specs=(P(), P()), check_vma=False)
+    config = configuration.load_config(
+        "tiny", [f"image_size={SIZE}", "num_devices=2", "batch_size=4", "dtype=bfloat16", *overrides]
+    )
+    trainer = trainer_lib.Trainer(config)
+    step = step_lib.make_train_step(trainer._programs.config, trainer.model, trainer.tx)
+    sharded = jax.shard_map(
+        lambda s, b, w: step(s, b, w, None),
+        mesh=trainer.mesh,
+        in_specs=(P(), P(step_lib.AXIS), P()),
+        out_specs=(P(), P()),
+        check_vma=False,
+    )
     batch = {k: jax.ShapeDtypeStruct((4, SIZE, SIZE, 3), jnp.float32) for k in ("image", "pos_map")}
     weights = jax.ShapeDtypeStruct((SIZE, SIZE), jnp.float32)
     traced = jax.jit(sharded, donate_argnums=(0,)).trace(trainer.abstract_state(), batch, weights)
@@ -62,15 +71,20 @@ def cuda_step():
 
 
 def _custom_call_targets(text: str) -> set[str]:
-    return set(re.findall(r'custom_call @(\w+)', text)) | set(re.findall(r'call_target_name = "(\w+)"', text))
+    return set(re.findall(r"custom_call @(\w+)", text)) | set(re.findall(r'call_target_name = "(\w+)"', text))
 
 
 def test_cuda_train_step_needs_no_host_work(cuda_step):
     text, _ = cuda_step
-    assert _custom_call_targets(text) == set(), f"custom calls in the CUDA train step: {_custom_call_targets(text)}"
+    assert _custom_call_targets(text) == set(), (
+        f"custom calls in the CUDA train step: {_custom_call_targets(text)}"
+    )
     # The check finds a host callback (lowered for the CPU: this jaxlib has no CUDA callback).
-    with_callback = jax.jit(lambda x: jax.pure_callback(np.negative, x, x)).trace(
-        jax.ShapeDtypeStruct((3,), jnp.float32)).lower(lowering_platforms=("cpu",))
+    with_callback = (
+        jax.jit(lambda x: jax.pure_callback(np.negative, x, x))
+        .trace(jax.ShapeDtypeStruct((3,), jnp.float32))
+        .lower(lowering_platforms=("cpu",))
+    )
     assert any("callback" in t for t in _custom_call_targets(with_callback.as_text()))
     assert "stablehlo.if" not in text and "infeed" not in text and "outfeed" not in text
     assert _conditionals_on_data(text) == []
@@ -83,19 +97,20 @@ def test_cuda_train_step_computes_in_bfloat16_on_float32_state(cuda_step):
     text, trainer = cuda_step
     convs = re.findall(r"stablehlo\.convolution.* : \((.*?)\) -> tensor<(.*?)>", text)
     assert len(convs) > 100
-    assert all(out.endswith("bf16") and operands.count("bf16") == 2 for operands, out in convs), \
-        [c for c in convs if not c[1].endswith("bf16")][:3]
+    assert all(out.endswith("bf16") and operands.count("bf16") == 2 for operands, out in convs), [
+        c for c in convs if not c[1].endswith("bf16")
+    ][:3]
     state = trainer.abstract_state()
     assert {str(x.dtype) for x in jax.tree.leaves((state.params, state.batch_stats))} == {"float32"}
     assert {str(x.dtype) for x in jax.tree.leaves(state.opt_state)} == {"float32", "int32"}  # moments, count
     # Every state leaf is donated: the step updates the state in place.
-    main = re.search(r'func\.func public @main\((.*?)\) ->', text, re.S).group(1)
+    main = re.search(r"func\.func public @main\((.*?)\) ->", text, re.S).group(1)
     donated = main.count("jax.buffer_donor = true") + main.count("tf.aliasing_output")
     assert donated == len(jax.tree.leaves(state))
 
 
 def _input_dilated_convolutions(text: str) -> int:
-    return len(re.findall(r'stablehlo\.convolution.*lhs_dilate = \[(?!1, 1\])', text))
+    return len(re.findall(r"stablehlo\.convolution.*lhs_dilate = \[(?!1, 1\])", text))
 
 
 def test_cuda_train_step_without_input_dilated_convolutions():
@@ -105,4 +120,6 @@ def test_cuda_train_step_without_input_dilated_convolutions():
     assert _input_dilated_convolutions(reference.as_text()) >= 10
     # The same arithmetic either way, by XLA's count of the lowered programs (which does not count
     # inserted zeros): 1.9% apart at this width, from the formulations' elementwise work.
-    assert bench._flops(fast.cost_analysis()) == pytest.approx(bench._flops(reference.cost_analysis()), rel=5e-2)
+    assert bench_model._flops(fast.cost_analysis()) == pytest.approx(
+        bench_model._flops(reference.cost_analysis()), rel=5e-2
+    )

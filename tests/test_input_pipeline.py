@@ -6,14 +6,15 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from datasets.prn_300w_lp import Prn300wLp
-from prn_jax import configuration, formats, geometry, input_pipeline, show_batch
+from prn_jax import cli, configuration, geometry
+from prn_jax.data import formats, input_pipeline, show_batch
+from prn_jax.datasets.prn_300w_lp import Prn300wLp
 from prn_jax.synth import datasets, face_generator
 
 SMALL = face_generator.ModelSpec(rows=61, cols=71, num_shape=40, num_exp=20, num_tex=40)
 SIZE = 64
 NUM_RECORDS = 24  # 12 samples + their flips
-BATCH = 8         # 3 steps per epoch
+BATCH = 8  # 3 steps per epoch
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +22,12 @@ def data(tmp_path_factory):
     """A built prn_300w_lp/size64 of 24 records: (tfds data dir, raw dir, records by index)."""
     root = tmp_path_factory.mktemp("pipeline")
     face = face_generator.make_procedural_face(SMALL)
-    datasets.generate(face, root / "raw", num=NUM_RECORDS // 2, seed=5, flip=True, workers=1,
-                      progress=False)
-    Prn300wLp(data_dir=root / "tfds", config=f"size{SIZE}", manual_dir=root / "raw",
-              workers=1).download_and_prepare()
+    datasets.generate(face, root / "raw", num=NUM_RECORDS // 2, seed=5, flip=True, workers=1, progress=False)
+    Prn300wLp(
+        data_dir=root / "tfds", config=f"size{SIZE}", manual_dir=root / "raw", workers=1
+    ).download_and_prepare()
     config = _config()
-    source = input_pipeline.open_source(root / "tfds",
-                                        input_pipeline.DataSettings.from_config(config))
+    source = input_pipeline.open_source(root / "tfds", input_pipeline.DataSettings.from_config(config))
     records = [source[i] for i in range(len(source))]
     return root / "tfds", root / "raw", records
 
@@ -63,8 +63,9 @@ def test_shapes_dtypes_and_values(data):
     expected = formats.decode_position_map(records[ids[1, 2]]["position_map"], SIZE)
     np.testing.assert_array_equal(batch["pos_map"][1, 2], expected)
 
-    params = next(input_pipeline.make_train_loader(_config(maps_on_device=True), data_dir,
-                                                   num_local_devices=4))
+    params = next(
+        input_pipeline.make_train_loader(_config(maps_on_device=True), data_dir, num_local_devices=4)
+    )
     assert set(params) == {"image", *input_pipeline.PARAM_FIELDS}
     assert params["pose"].shape == (4, 2, 7) and params["shape"].shape == (4, 2, SMALL.num_shape)
     assert params["expression"].shape == (4, 2, SMALL.num_exp)
@@ -84,8 +85,16 @@ def test_maps_rendered_on_the_device_equal_the_stored_maps(data):
     render = jax.jit(geometry.position_maps_from_fits)
     fits = next(input_pipeline.make_train_loader(_config(maps_on_device=True), data_dir))
     fits = {k: v[0] for k, v in fits.items()}  # one device
-    maps = np.asarray(render(arrays, fits["pose"], fits["shape"], fits["expression"],
-                             fits["crop_transform"], fits["image_height"]))
+    maps = np.asarray(
+        render(
+            arrays,
+            fits["pose"],
+            fits["shape"],
+            fits["expression"],
+            fits["crop_transform"],
+            fits["image_height"],
+        )
+    )
     ids = _record_ids({"image": fits["image"][None]}, records)[0]
     stored = np.stack([formats.decode_position_map(records[i]["position_map"], SIZE) for i in ids])
     assert maps.shape == stored.shape == (BATCH, SIZE, SIZE, 3)
@@ -108,15 +117,15 @@ def test_order_is_seeded_and_epochs_cover_the_data(data):
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
     for epoch in range(2):  # every epoch visits each record once, in the documented order
-        visited = first[epoch * NUM_RECORDS:(epoch + 1) * NUM_RECORDS]
-        np.testing.assert_array_equal(visited,
-                                      input_pipeline.epoch_permutation(0, epoch, NUM_RECORDS))
+        visited = first[epoch * NUM_RECORDS : (epoch + 1) * NUM_RECORDS]
+        np.testing.assert_array_equal(visited, input_pipeline.epoch_permutation(0, epoch, NUM_RECORDS))
     assert not np.array_equal(first[:NUM_RECORDS], first[NUM_RECORDS:])  # reshuffled
 
 
 def test_drop_remainder_each_epoch():
-    order = input_pipeline.ProcessOrder(num_records=10, global_batch=4, process_index=0,
-                                        process_count=1, seed=3)
+    order = input_pipeline.ProcessOrder(
+        num_records=10, global_batch=4, process_index=0, process_count=1, seed=3
+    )
     assert order.steps_per_epoch == 2
     seen = [order[j] for j in range(16)]  # two epochs of 2 steps of 4
     np.testing.assert_array_equal(seen[:8], input_pipeline.epoch_permutation(3, 0, 10)[:8])
@@ -127,8 +136,10 @@ def test_process_shards_are_disjoint_and_cover_the_epoch(data):
     data_dir, _, records = data
     steps = NUM_RECORDS // BATCH
     single = _take(input_pipeline.make_train_loader(_config(), data_dir), steps)
-    shards = [_take(input_pipeline.make_train_loader(_config(), data_dir, process_index=p,
-                                                     process_count=2), steps) for p in (0, 1)]
+    shards = [
+        _take(input_pipeline.make_train_loader(_config(), data_dir, process_index=p, process_count=2), steps)
+        for p in (0, 1)
+    ]
     ids = [np.concatenate([_record_ids(b, records).ravel() for b in shard]) for shard in shards]
     assert all(len(x) == NUM_RECORDS // 2 for x in ids)
     assert not set(ids[0]) & set(ids[1])
@@ -153,12 +164,16 @@ def test_resume_through_state_and_orbax(data, tmp_path):
     loader = input_pipeline.make_train_loader(config, data_dir, num_local_devices=2)
     _take(loader, k)
     state = loader.get_state()
-    manager = ocp.CheckpointManager(tmp_path / "ckpt", options=ocp.CheckpointManagerOptions(
-        create=True, enable_async_checkpointing=False))
+    manager = ocp.CheckpointManager(
+        tmp_path / "ckpt", options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
+    )
     train_state = {"w": np.arange(3.0)}
-    manager.save(k, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(train_state),
-        data=input_pipeline.checkpoint_args_save(loader)))
+    manager.save(
+        k,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(train_state), data=input_pipeline.checkpoint_args_save(loader)
+        ),
+    )
     manager.wait_until_finished()
     uninterrupted = _take(loader, more)
 
@@ -167,9 +182,13 @@ def test_resume_through_state_and_orbax(data, tmp_path):
     _assert_same_batches(_take(fresh, more), uninterrupted)
 
     restored_loader = input_pipeline.make_train_loader(config, data_dir, num_local_devices=2)
-    restored = manager.restore(k, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(train_state),
-        data=input_pipeline.checkpoint_args_restore(restored_loader)))
+    restored = manager.restore(
+        k,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(train_state),
+            data=input_pipeline.checkpoint_args_restore(restored_loader),
+        ),
+    )
     np.testing.assert_array_equal(restored["state"]["w"], train_state["w"])
     _assert_same_batches(_take(restored_loader, more), uninterrupted)
     manager.close()
@@ -203,11 +222,26 @@ def test_bad_inputs_name_the_problem(data, tmp_path):
 def test_show_batch_writes_png(data, tmp_path):
     data_dir, raw, _ = data
     out = tmp_path / "grid.png"
-    assert show_batch.main(["--data", str(data_dir), "--model", str(raw / "model"), "--num", "5",
-                            "--out", str(out), "--config.batch_size=8"]) == 0
+    assert (
+        cli.main(
+            ["show-batch"]
+            + [
+                "--data",
+                str(data_dir),
+                "--model",
+                str(raw / "model"),
+                "--num",
+                "5",
+                "--out",
+                str(out),
+                "--config.batch_size=8",
+            ]
+        )
+        == 0
+    )
     with Image.open(out) as png:
         assert png.format == "PNG"
         assert png.size == (3 * show_batch.TILE, 2 * show_batch.TILE)  # 5 tiles in a 3 x 2 grid
         pixels = np.asarray(png.convert("RGB"))
-    assert pixels[:show_batch.TILE].std() > 10  # images, not a blank sheet
+    assert pixels[: show_batch.TILE].std() > 10  # images, not a blank sheet
     assert ((pixels == (0, 255, 0)).all(-1)).sum() > 5 * 20  # the landmark dots are drawn

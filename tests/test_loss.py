@@ -7,16 +7,18 @@ from prn_jax import loss
 
 def _maps(seed=0, b=2, s=8):
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(b, s, s, 3)).astype(np.float32), rng.normal(size=(b, s, s, 3)).astype(np.float32),
-            rng.uniform(0, 3, size=(s, s)).astype(np.float32))
+    return (
+        rng.normal(size=(b, s, s, 3)).astype(np.float32),
+        rng.normal(size=(b, s, s, 3)).astype(np.float32),
+        rng.uniform(0, 3, size=(s, s)).astype(np.float32),
+    )
 
 
 @pytest.mark.parametrize("kind", loss.LOSSES)
 def test_losses_match_numpy(kind):
     pred, target, w = _maps()
     d = pred.astype(np.float64) - target
-    err = {"weighted_l2": (d ** 2).sum(-1), "euclidean": np.sqrt((d ** 2).sum(-1)),
-           "l1": np.abs(d).sum(-1)}[kind]
+    err = {"weighted_l2": (d**2).sum(-1), "euclidean": np.sqrt((d**2).sum(-1)), "l1": np.abs(d).sum(-1)}[kind]
     want = np.mean([(w * e).sum() / w.sum() for e in err])
     got = float(loss.position_map_loss(jnp.asarray(pred), jnp.asarray(target), jnp.asarray(w), kind))
     assert got == pytest.approx(want, rel=1e-5)
@@ -29,7 +31,10 @@ def test_loss_is_zero_on_perfect_prediction_and_ignores_zero_weight():
     target2 = target.copy()
     target2[:, :, :4] += 100.0  # only where the weight is 0
     for kind in loss.LOSSES:
-        assert float(loss.position_map_loss(jnp.asarray(target), jnp.asarray(target2), jnp.asarray(w), kind)) == 0.0
+        assert (
+            float(loss.position_map_loss(jnp.asarray(target), jnp.asarray(target2), jnp.asarray(w), kind))
+            == 0.0
+        )
 
 
 def test_euclidean_gradient_finite_at_zero_error():
@@ -37,7 +42,8 @@ def test_euclidean_gradient_finite_at_zero_error():
 
     _, target, w = _maps(2)
     g = jax.grad(lambda p: loss.position_map_loss(p, jnp.asarray(target), jnp.asarray(w), "euclidean"))(
-        jnp.asarray(target))
+        jnp.asarray(target)
+    )
     assert np.isfinite(np.asarray(g)).all()
 
 

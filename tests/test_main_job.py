@@ -10,10 +10,25 @@ from prn_jax import cli
 
 @pytest.mark.slow
 def test_main_job_tiny_end_to_end_and_rerun(tmp_path: Path, capsys):
-    argv = ["main", "--out", str(tmp_path), "--num", "8", "--test-num", "6", "--workers", "1",
-            "--config.num_steps=4", "--config.log_every_steps=2", "--config.checkpoint_every_steps=2",
-            "--config.eval_every_steps=2", "--config.eval_limit=4", "--config.width=2",
-            "--config.batch_size=4", "--config.num_devices=1"]
+    argv = [
+        "main",
+        "--out",
+        str(tmp_path),
+        "--num",
+        "8",
+        "--test-num",
+        "6",
+        "--workers",
+        "1",
+        "--config.num_steps=4",
+        "--config.log_every_steps=2",
+        "--config.checkpoint_every_steps=2",
+        "--config.eval_every_steps=2",
+        "--config.eval_limit=4",
+        "--config.width=2",
+        "--config.batch_size=4",
+        "--config.num_devices=1",
+    ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     run = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""Tests of prn_jax.metrics: hand-computed values, ICP recovery, real AFLW2000-3D annotations."""
+"""Tests of prn_jax.evaluation.metrics: hand-computed values, ICP recovery, real AFLW2000-3D annotations."""
 
 import os
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 from scipy.spatial.transform import Rotation
 
-from prn_jax import metrics
+from prn_jax.evaluation import metrics
 
 
 def _shared_dir() -> Path | None:

@@ -6,7 +6,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from prn_jax import cpu_runtime, model as model_lib
+from prn_jax import cpu_runtime
+from prn_jax import model as model_lib
 
 PAPER_PARAMS = 13_353_618
 
@@ -73,6 +74,7 @@ def test_batch_norm_impls_compute_the_same_training_step():
     "flax_fast_variance" give flax's two-pass outputs and moving statistics up to float32
     rounding at a per-device batch of 4, and "fused" flax's parameter gradients in float64.
     Configs saved before bn_impl get flax's BatchNorm."""
+
     def config(dtype="float32", **fields):
         return ml_collections.ConfigDict({"width": 4, "dtype": dtype, "decoder_impl": "subpixel", **fields})
 
@@ -81,11 +83,17 @@ def test_batch_norm_impls_compute_the_same_training_step():
     assert model_lib.build_model(config(bn_fast_variance=True)).bn_impl == "flax_fast_variance"
     nets = {impl: model_lib.build_model(config(bn_impl=impl)) for impl in model_lib.BN_IMPLS}
     variables = _init_compiled(nets["flax"], jax.random.PRNGKey(5), 64)
-    fused_shapes = jax.eval_shape(lambda k: model_lib.init_variables(nets["fused"], k, 64), jax.random.PRNGKey(5))
+    fused_shapes = jax.eval_shape(
+        lambda k: model_lib.init_variables(nets["fused"], k, 64), jax.random.PRNGKey(5)
+    )
     assert jax.tree.map(np.shape, fused_shapes) == jax.tree.map(np.shape, variables)
     x = jax.random.uniform(jax.random.PRNGKey(6), (4, 64, 64, 3))
-    outs = {impl: jax.jit(lambda v, x, net=net: net.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
-            for impl, net in nets.items()}
+    outs = {
+        impl: jax.jit(lambda v, x, net=net: net.apply(v, x, train=True, mutable=["batch_stats"]))(
+            variables, x
+        )
+        for impl, net in nets.items()
+    }
     y_ref, s_ref = outs.pop("flax")
     for impl, (y, stats) in outs.items():
         # Rounding differences grow through 27 BatchNorms: measured up to 1.6e-4 on the [0, 1]
@@ -103,9 +111,14 @@ def test_batch_norm_impls_compute_the_same_training_step():
             net = model_lib.build_model(config("float64", bn_impl=impl))
 
             def loss(params, net=net):
-                y, _ = net.apply({**v64, "params": params}, x[:, ::2, ::2].astype(jnp.float64), train=True,
-                                 mutable=["batch_stats"])
+                y, _ = net.apply(
+                    {**v64, "params": params},
+                    x[:, ::2, ::2].astype(jnp.float64),
+                    train=True,
+                    mutable=["batch_stats"],
+                )
                 return jnp.mean(jnp.square(y - target))
+
             grads[impl] = jax.tree.leaves(_run_at_o0(jax.grad(loss), v64["params"]))
     for a, b in zip(grads["fused"], grads["flax"]):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-9 * float(np.max(np.abs(b))))

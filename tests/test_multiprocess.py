@@ -17,16 +17,25 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-
 from conftest import float64_compute
+
 from launch import local_multiprocess
-from prn_jax import configuration, distributed, train
+from prn_jax import configuration, distributed
 from prn_jax.checkpointing import Checkpointer
+from prn_jax.train import loop
+from prn_jax.train import trainer as trainer_lib
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, EVERY = 6, 3
-OVERRIDES = ["image_size=32", "width=2", "batch_size=8", "data.num_train_examples=16", f"num_steps={STEPS}",
-             "log_every_steps=1", f"checkpoint_every_steps={EVERY}"]
+OVERRIDES = [
+    "image_size=32",
+    "width=2",
+    "batch_size=8",
+    "data.num_train_examples=16",
+    f"num_steps={STEPS}",
+    "log_every_steps=1",
+    f"checkpoint_every_steps={EVERY}",
+]
 # `prn-jax train` with float64 allowed (a test hook; the product accepts float32 / bfloat16 only).
 # With $UNINTERRUPTED_WORKDIR set, the same processes then train the same config from scratch in
 # that workdir: the uninterrupted reference of a resumed run, with the same compiled programs.
@@ -46,10 +55,18 @@ RUN_TIMEOUT_S = 400
 
 
 def _launcher(workdir: Path) -> list[str]:
-    train_args = ["--config", "tiny", "--workdir", str(workdir), "--config.dtype=float64",
-                  *[f"--config.{o}" for o in OVERRIDES]]
-    code = ("import sys; from launch import local_multiprocess as lm; "
-            f"sys.exit(lm.launch({train_args!r}, 2, 2, command=[sys.executable, '-c', {WORKER!r}]))")
+    train_args = [
+        "--config",
+        "tiny",
+        "--workdir",
+        str(workdir),
+        "--config.dtype=float64",
+        *[f"--config.{o}" for o in OVERRIDES],
+    ]
+    code = (
+        "import sys; from launch import local_multiprocess as lm; "
+        f"sys.exit(lm.launch({train_args!r}, 2, 2, command=[sys.executable, '-c', {WORKER!r}]))"
+    )
     return [sys.executable, "-c", code]
 
 
@@ -84,8 +101,14 @@ def two_process_runs(tmp_path_factory) -> dict:
     the same config from scratch, uninterrupted. {"resumed", "uninterrupted"}: their workdirs."""
     root = tmp_path_factory.mktemp("mp")
     resumed, uninterrupted = root / "resumed", root / "uninterrupted"
-    proc = subprocess.Popen(_launcher(resumed), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _launcher(resumed),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while not (resumed / "checkpoints" / str(EVERY)).is_dir():
@@ -97,8 +120,14 @@ def two_process_runs(tmp_path_factory) -> dict:
     ckpt = Checkpointer(resumed, configuration.load_config("tiny", OVERRIDES))
     assert ckpt.latest_step() == EVERY, "killed too late: the run already finished"
     ckpt.close()
-    out = subprocess.run(_launcher(resumed), cwd=REPO, env=_env(UNINTERRUPTED_WORKDIR=str(uninterrupted)),
-                         capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    out = subprocess.run(
+        _launcher(resumed),
+        cwd=REPO,
+        env=_env(UNINTERRUPTED_WORKDIR=str(uninterrupted)),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert out.stdout.count("resumed from") == 1, out.stdout[-3000:]
     return {"resumed": resumed, "uninterrupted": uninterrupted}
@@ -109,11 +138,12 @@ def test_two_processes_match_one_process_on_same_global_batches(two_process_runs
     two = two_process_runs["uninterrupted"]
     with float64_compute():
         # 8 devices (one example each) rather than 4: the same global batches, and the programs of
-        # test_train's float64 8-device tests (compiled once per pytest process, see train.Trainer).
+        # test_train's float64 8-device tests (compiled once per pytest process, see
+        # prn_jax.train.trainer.Trainer).
         config = _float64_config("num_devices=8")
-        one = train.train_and_evaluate(config, tmp_path / "one", log=lambda s: None)
+        one = loop.train_and_evaluate(config, tmp_path / "one", log=lambda s: None)
         one_mid, two_mid = (_state_at(w, EVERY, one["state"]) for w in (tmp_path / "one", two))
-    log1, log2 = train.read_log(tmp_path / "one"), train.read_log(two)
+    log1, log2 = loop.read_log(tmp_path / "one"), loop.read_log(two)
     assert [r["step"] for r in log2] == list(range(1, STEPS + 1))
     loss1, loss2 = [r["loss"] for r in log1], [r["loss"] for r in log2]
     # Gloo sums in another order than the in-process all-reduce: 1-ulp differences in the float32
@@ -135,10 +165,11 @@ def test_two_processes_match_one_process_on_same_global_batches(two_process_runs
 @pytest.mark.slow
 def test_killed_run_resumes_and_matches_uninterrupted(two_process_runs):
     resumed, uninterrupted = two_process_runs["resumed"], two_process_runs["uninterrupted"]
-    assert train.read_log(resumed) and [(r["step"], r["loss"]) for r in train.read_log(resumed)] == \
-        [(r["step"], r["loss"]) for r in train.read_log(uninterrupted)]
+    assert loop.read_log(resumed) and [(r["step"], r["loss"]) for r in loop.read_log(resumed)] == [
+        (r["step"], r["loss"]) for r in loop.read_log(uninterrupted)
+    ]
     with float64_compute():
-        target = train.Trainer(_float64_config("num_devices=8")).abstract_state()
+        target = trainer_lib.Trainer(_float64_config("num_devices=8")).abstract_state()
         end_resumed, end_uninterrupted = (_state_at(w, STEPS, target) for w in (resumed, uninterrupted))
     for a, b in zip(_leaves(end_uninterrupted), _leaves(end_resumed)):
         np.testing.assert_array_equal(b, a)
@@ -148,10 +179,31 @@ def test_killed_run_resumes_and_matches_uninterrupted(two_process_runs):
 def test_unreachable_coordinator_fails_fast_with_clear_error(tmp_path):
     address = f"127.0.0.1:{local_multiprocess.free_port()}"  # nothing listens there
     start = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "prn_jax.cli", "train", "--config", "tiny", "--workdir",
-                          str(tmp_path), "--coordinator", address, "--num-processes", "2", "--process-id", "1",
-                          "--distributed-timeout", "5"],
-                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prn_jax.cli",
+            "train",
+            "--config",
+            "tiny",
+            "--workdir",
+            str(tmp_path),
+            "--coordinator",
+            address,
+            "--num-processes",
+            "2",
+            "--process-id",
+            "1",
+            "--distributed-timeout",
+            "5",
+        ],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.monotonic() - start
     assert out.returncode == 2, out.stderr[-2000:]
     assert f"coordinator at {address} within 5 s" in out.stderr, out.stderr[-2000:]
@@ -160,22 +212,36 @@ def test_unreachable_coordinator_fails_fast_with_clear_error(tmp_path):
 
 def test_launcher_stops_the_others_and_returns_the_failure():
     # Process 1 fails at once; process 0 would sleep for a minute.
-    code = "import os, sys, time; p = int(os.environ['JAX_PROCESS_ID']); time.sleep(0.2 if p else 60); sys.exit(3 if p else 0)"
+    code = (
+        "import os, sys, time; p = int(os.environ['JAX_PROCESS_ID']); "
+        "time.sleep(0.2 if p else 60); sys.exit(3 if p else 0)"
+    )
     start = time.monotonic()
     assert local_multiprocess.launch([], 2, 1, command=[sys.executable, "-c", code]) == 3
     assert time.monotonic() - start < 20
 
 
 def test_child_env_sets_devices_and_coordinates():
-    env = local_multiprocess.child_env({"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --foo"}, 1, 2, 3,
-                                       "127.0.0.1:1234")
+    env = local_multiprocess.child_env(
+        {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --foo"}, 1, 2, 3, "127.0.0.1:1234"
+    )
     assert env["XLA_FLAGS"] == "--foo --xla_force_host_platform_device_count=3"
-    assert (env["JAX_COORDINATOR_ADDRESS"], env["JAX_NUM_PROCESSES"], env["JAX_PROCESS_ID"]) == ("127.0.0.1:1234", "2", "1")
+    assert (env["JAX_COORDINATOR_ADDRESS"], env["JAX_NUM_PROCESSES"], env["JAX_PROCESS_ID"]) == (
+        "127.0.0.1:1234",
+        "2",
+        "1",
+    )
 
 
 def test_slurm_params_from_environment():
-    env = {"SLURM_JOB_ID": "4097", "SLURM_NTASKS": "4", "SLURM_PROCID": "2", "SLURM_LOCALID": "0",
-           "SLURM_STEP_NODELIST": "gpu[007-009,012]", "SLURM_NTASKS_PER_NODE": "1"}
+    env = {
+        "SLURM_JOB_ID": "4097",
+        "SLURM_NTASKS": "4",
+        "SLURM_PROCID": "2",
+        "SLURM_LOCALID": "0",
+        "SLURM_STEP_NODELIST": "gpu[007-009,012]",
+        "SLURM_NTASKS_PER_NODE": "1",
+    }
     assert distributed.slurm_params(env) == ("gpu007:61441", 4, 2, None)  # one task per node: all GPUs
     several = {**env, "SLURM_NTASKS_PER_NODE": "2", "SLURM_LOCALID": "1", "JAX_COORDINATOR_PORT": "1234"}
     assert distributed.slurm_params(several) == ("gpu007:1234", 4, 2, [1])  # one task per GPU
@@ -184,8 +250,13 @@ def test_slurm_params_from_environment():
 
 
 def test_single_process_and_incomplete_arguments(monkeypatch):
-    for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_NTASKS",
-                "KUBERNETES_SERVICE_HOST"):
+    for var in (
+        "JAX_COORDINATOR_ADDRESS",
+        "JAX_NUM_PROCESSES",
+        "JAX_PROCESS_ID",
+        "SLURM_NTASKS",
+        "KUBERNETES_SERVICE_HOST",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(distributed, "on_cloud_tpu_vm", lambda: False)
     assert distributed.initialize_from_env_or_args() is None

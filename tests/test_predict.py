@@ -7,8 +7,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prn_jax import evaluate, predict, tf_import
-from prn_jax.geometry import crop, face_model, grid_model, ground_truth, pose, uv_assets, uv_raster
+from prn_jax import cli, predict
+from prn_jax.geometry import (
+    crop,
+    face_model,
+    grid_model,
+    ground_truth,
+    model_assets,
+    pose,
+    uv_assets,
+    uv_raster,
+)
+from prn_jax.model import tf_weights
+from prn_jax.train import loop
 
 S = 64
 
@@ -19,7 +30,7 @@ def small_face():
     face = grid_model.make_grid_face_model(rows=48, cols=48, num_shape=5, num_exp=3)
     raster = uv_raster.build_uv_raster(face.uv, face.full_triangles, S)
     assets = uv_assets.uv_assets_from_model(face, raster)
-    mean = predict.canonical_face_points(evaluate.frontal_map_from_model(face, raster), assets)
+    mean = predict.canonical_face_points(model_assets.frontal_map_from_model(face, raster), assets)
     return face, raster, assets, mean
 
 
@@ -28,7 +39,8 @@ def _image_map(face, raster, angles_deg, shape=None):
     shape = np.zeros((1, face.shape_basis.shape[-1])) if shape is None else shape[None]
     pose_para = np.array([*np.radians(angles_deg), 210.0, 230.0, 5.0, 1.2e-3])
     maps, transforms = ground_truth.fit_to_position_maps(
-        face, raster, shape, np.zeros((1, face.exp_basis.shape[-1])), pose_para[None], image_height=450)
+        face, raster, shape, np.zeros((1, face.exp_basis.shape[-1])), pose_para[None], image_height=450
+    )
     return crop.uncrop(maps[0].astype(np.float64), transforms[0])
 
 
@@ -42,7 +54,9 @@ def test_pose_of_synthetic_map_is_recovered_within_a_degree(small_face, pitch_ya
 def test_pose_with_identity_shape_is_close(small_face):
     face, raster, assets, mean = small_face
     shape = 0.3 * face.shape_std * np.random.default_rng(1).normal(size=face.shape_std.shape)
-    yaw, pitch, roll = predict.pose_from_position_map(_image_map(face, raster, (10, 30, -5), shape), assets, mean)
+    yaw, pitch, roll = predict.pose_from_position_map(
+        _image_map(face, raster, (10, 30, -5), shape), assets, mean
+    )
     np.testing.assert_allclose((pitch, yaw, roll), (10, 30, -5), atol=2.0)
 
 
@@ -58,8 +72,8 @@ def test_documented_signs(small_face):
         k = kpts(angles)
         return k[predict.NOSE_TIP, :2] - k[[0, 16], :2].mean(0)
 
-    assert nose_offset((0, 30, 0))[0] < nose_offset((0, 0, 0))[0] - 5       # x decreases: image left
-    assert nose_offset((30, 0, 0))[1] < nose_offset((0, 0, 0))[1] - 5       # y decreases: up
+    assert nose_offset((0, 30, 0))[0] < nose_offset((0, 0, 0))[0] - 5  # x decreases: image left
+    assert nose_offset((30, 0, 0))[1] < nose_offset((0, 0, 0))[1] - 5  # y decreases: up
     eyes = kpts((0, 0, 30))
     # clockwise on screen (y down): the subject's left eye (image right, 42-47) moves down.
     assert eyes[42:48, 1].mean() > eyes[36:42, 1].mean() + 5
@@ -67,7 +81,9 @@ def test_documented_signs(small_face):
 
 def test_angles_from_rotation_inverts_rotation_matrix():
     rng = np.random.default_rng(0)
-    angles = np.stack([rng.uniform(-np.pi, np.pi, 50), rng.uniform(-1.5, 1.5, 50), rng.uniform(-np.pi, np.pi, 50)], -1)
+    angles = np.stack(
+        [rng.uniform(-np.pi, np.pi, 50), rng.uniform(-1.5, 1.5, 50), rng.uniform(-np.pi, np.pi, 50)], -1
+    )
     for a in angles:
         np.testing.assert_allclose(predict.angles_from_rotation(pose.rotation_matrix(a)), a, atol=1e-9)
     locked = pose.rotation_matrix(np.array([0.4, np.pi / 2, 0.0]))
@@ -76,7 +92,7 @@ def test_angles_from_rotation_inverts_rotation_matrix():
 
 def test_crop_rules():
     box = predict.transform_from_box((100, 100, 200, 220), (450, 450, 3), 256)
-    np.testing.assert_allclose(box, crop.crop_from_detector_box(np.array([100., 100, 200, 220]), 256))
+    np.testing.assert_allclose(box, crop.crop_from_detector_box(np.array([100.0, 100, 200, 220]), 256))
     centre = predict.centre_transform((300, 400, 3), 64)
     corners = crop.uncrop(np.array([[0.0, 0, 0], [63, 63, 0]]), centre)
     np.testing.assert_allclose(corners[:, :2], [[49.5, -0.5], [349.5, 299.5]], atol=1e-9)  # symmetric square
@@ -91,11 +107,11 @@ def test_crop_rules():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, small_face, tiny_run):
     """A one-step tiny run (64x64 maps), a BFM.mat model folder and two synthetic images."""
-    from prn_jax import configuration, train
+    from prn_jax import configuration
 
     root = tmp_path_factory.mktemp("predict")
     config = configuration.load_config("tiny", [*tiny_run, "num_steps=1"])
-    train.train_and_evaluate(config, root / "run", log=lambda s: None)
+    loop.train_and_evaluate(config, root / "run", log=lambda s: None)
     face = small_face[0]
     (root / "model").mkdir()
     face_model.save_face_model(face, root / "model" / "BFM.mat", root / "model" / "BFM_UV.mat")
@@ -119,8 +135,21 @@ def _read_obj(path):
 def test_predict_writes_every_output(run_dir, small_face, capsys):
     assets = small_face[2]
     out = run_dir / "out"
-    rc = predict.main([str(run_dir / "a.jpg"), str(run_dir / "b.png"), "--workdir", str(run_dir / "run"),
-                       "--model", str(run_dir / "model"), "--box", "20,20,80,90", "--out", str(out)])
+    rc = cli.main(
+        ["predict"]
+        + [
+            str(run_dir / "a.jpg"),
+            str(run_dir / "b.png"),
+            "--workdir",
+            str(run_dir / "run"),
+            "--model",
+            str(run_dir / "model"),
+            "--box",
+            "20,20,80,90",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     for name in ("a", "b"):
         assert all((out / f"{name}{suffix}").is_file() for suffix in OUTPUTS)
@@ -129,7 +158,7 @@ def test_predict_writes_every_output(run_dir, small_face, capsys):
         kpt = np.loadtxt(out / f"{name}_kpt.txt")
         np.testing.assert_allclose(kpt, pos[assets.kpt_uv[:, 1], assets.kpt_uv[:, 0]], atol=1e-3)
         vertices, faces = _read_obj(out / f"{name}.obj")
-        assert vertices.shape == (len(assets.face_indices), 6)      # x y z r g b
+        assert vertices.shape == (len(assets.face_indices), 6)  # x y z r g b
         assert len(faces) == len(assets.triangles) and faces.min() == 1 and faces.max() <= len(vertices)
         assert 0 <= vertices[:, 3:].min() and vertices[:, 3:].max() <= 1
         doc = json.loads((out / f"{name}_pose.json").read_text())
@@ -148,42 +177,59 @@ def test_bad_inputs_fail_alone_with_named_errors(run_dir, capsys):
     common = ["--workdir", str(run_dir / "run"), "--model", str(run_dir / "model"), "--out", str(out)]
     images = [str(run_dir / n) for n in ("broken.jpg", "a.jpg", "b.png")]
     capsys.readouterr()
-    rc = predict.main(images + common + ["--box", "0,0,50,50", "--box", "20,20,80,90", "--box", "200,200,300,300"])
+    rc = cli.main(
+        ["predict"]
+        + images
+        + common
+        + ["--box", "0,0,50,50", "--box", "20,20,80,90", "--box", "200,200,300,300"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 2
     assert "broken.jpg" in err[0] and "cannot decode" in err[0]
     assert "b.png" in err[1] and "outside the 90x90 image" in err[1]
     assert (out / "a_pose.json").is_file() and not (out / "b_pose.json").exists()
 
-    rc = predict.main(images[1:] + common + ["--landmarks", str(run_dir / "good.txt"), str(run_dir / "short.txt")])
+    rc = cli.main(
+        ["predict"]
+        + images[1:]
+        + common
+        + ["--landmarks", str(run_dir / "good.txt"), str(run_dir / "short.txt")]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "short.txt" in err[0] and "(67, 2)" in err[0]
 
-    rc = predict.main(images[1:2] + common + ["--auto-box"])
+    rc = cli.main(["predict"] + images[1:2] + common + ["--auto-box"])
     assert rc == 0 and "no face detector is bundled" in capsys.readouterr().err
 
 
 def test_weights_file_source_and_incompatible_weights(tmp_path, small_face, capsys):
     face_model.save_face_model(small_face[0], tmp_path / "BFM.mat", tmp_path / "BFM_UV.mat")
     rng = np.random.default_rng(0)
-    variables = tf_import.variables_from_tf_arrays(
-        {name: rng.uniform(0.5, 1.0, shape).astype(np.float32)
-         for name, shape in tf_import.expected_tf_shapes(width=2, image_size=S).items()}, width=2, image_size=S)
+    variables = tf_weights.variables_from_tf_arrays(
+        {
+            name: rng.uniform(0.5, 1.0, shape).astype(np.float32)
+            for name, shape in tf_weights.expected_tf_shapes(width=2, image_size=S).items()
+        },
+        width=2,
+        image_size=S,
+    )
     Image.fromarray(np.full((64, 80, 3), 90, np.uint8)).save(tmp_path / "x.png")
     common = ["--image-size", "64", "--model", str(tmp_path), "--auto-box", "--out", str(tmp_path / "o")]
-    good = tf_import.save_weights(tmp_path / "good.npz", variables)
-    assert predict.main([str(tmp_path / "x.png"), "--weights", str(good)] + common) == 0
+    good = tf_weights.save_weights(tmp_path / "good.npz", variables)
+    assert cli.main(["predict"] + [str(tmp_path / "x.png"), "--weights", str(good)] + common) == 0
     assert all((tmp_path / "o" / f"x{suffix}").is_file() for suffix in OUTPUTS)
 
-    arrays = tf_import.tf_arrays_from_variables(variables)
+    arrays = tf_weights.tf_arrays_from_variables(variables)
     arrays["resfcn256/resBlock_3/Conv_1/weights"] = np.zeros((4, 4, 2, 2), np.float32)
     np.savez(tmp_path / "w.npz", **arrays)
     capsys.readouterr()
-    rc = predict.main([str(tmp_path / "x.png"), "--weights", str(tmp_path / "w.npz")] + common)
+    rc = cli.main(["predict"] + [str(tmp_path / "x.png"), "--weights", str(tmp_path / "w.npz")] + common)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
     assert "w.npz" in err[0] and "resBlock_3/Conv_1/weights" in err[0] and "(4, 4, 2, 2)" in err[0]
-    rc = predict.main([str(tmp_path / "x.png"), "--workdir", str(tmp_path), "--model", str(tmp_path),
-                       "--auto-box"])
+    rc = cli.main(
+        ["predict"]
+        + [str(tmp_path / "x.png"), "--workdir", str(tmp_path), "--model", str(tmp_path), "--auto-box"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "not a prn-jax run directory" in err[0]

@@ -1,9 +1,9 @@
-"""Tests of prn_jax.report: CED PNG and the Table-1 markdown."""
+"""Tests of prn_jax.evaluation.report: CED PNG and the Table-1 markdown."""
 
 import numpy as np
 from PIL import Image
 
-from prn_jax import metrics, report
+from prn_jax.evaluation import metrics, report
 
 
 def test_plot_ced_writes_valid_png(tmp_path):
@@ -33,8 +33,15 @@ def test_table1_markdown_has_method_and_published_rows():
     text = report.table1_markdown(results, report.PRNET_PUBLISHED)
     lines = text.splitlines()
     header = lines[0]
-    for col in ("68 pts 2D 0-30", "30-60", "60-90", "68 pts 2D Mean", "Dense 3D Mean",
-                "68 pts 3D Mean", "Dense 2D Mean"):
+    for col in (
+        "68 pts 2D 0-30",
+        "30-60",
+        "60-90",
+        "68 pts 2D Mean",
+        "Dense 3D Mean",
+        "68 pts 3D Mean",
+        "Dense 2D Mean",
+    ):
         assert col in header
     assert "Reconstruction" not in header  # no row has it
     ncols = header.count("|")

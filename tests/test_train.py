@@ -7,9 +7,14 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import float64_compute
-from prn_jax import checkpointing, configuration, loss as loss_lib, train
+
+from prn_jax import checkpointing, configuration
+from prn_jax import loss as loss_lib
+from prn_jax.data import train_data
+from prn_jax.train import loop
+from prn_jax.train import step as step_lib
+from prn_jax.train import trainer as trainer_lib
 
 SMALL = ["image_size=32", "width=2", "batch_size=8", "data.num_train_examples=16", "log_every_steps=1"]
 
@@ -19,7 +24,7 @@ def _config(*extra):
 
 
 def _weights(config):
-    return jnp.asarray(loss_lib.weight_map(train.region_labels(config), config.weight_ratios))
+    return jnp.asarray(loss_lib.weight_map(train_data.region_labels(config), config.weight_ratios))
 
 
 def _leaves(tree):
@@ -28,15 +33,15 @@ def _leaves(tree):
 
 def _host_inputs(config, step, n):
     """Step `step`'s numpy batch for n devices and the loss weights, float32 as
-    `train.train_and_evaluate` feeds them whatever the compute dtype (so the step compiled here is
+    `loop.train_and_evaluate` feeds them whatever the compute dtype (so the step compiled here is
     the one its runs use)."""
-    return next(train.make_batches(config, step, n)), _weights(config)
+    return next(train_data.make_batches(config, step, n)), _weights(config)
 
 
 def _one_step(n, dtype="float32"):
     """One step on n devices, under `jax.transfer_guard("disallow")`; (state, loss, trainer)."""
     config = _config(f"num_devices={n}", f"dtype='{dtype}'")
-    trainer = train.Trainer(config)
+    trainer = trainer_lib.Trainer(config)
     state = trainer.init_state()
     batch, weights = _host_inputs(config, 0, n)
     batch, weights = trainer.place_batch(batch), trainer.place(weights)
@@ -78,14 +83,24 @@ def test_pmap_over_8_devices_equals_one_device_with_no_hidden_host_transfers():
 
 def test_runs_differing_only_in_host_fields_share_compiled_programs():
     """Trainers share model, optimizer and compiled step when their configs differ only in
-    train.HOST_FIELDS; the programs are built from a config without those fields."""
-    base = train.Trainer(_config("num_devices=2"))
-    host_only = train.Trainer(_config("num_devices=2", "num_steps=99", "log_every_steps=3",
-                                      "weight_ratios=(1.0, 1.0, 1.0, 0.0)", "data.dir='/elsewhere'"))
+    trainer_lib.HOST_FIELDS; the programs are built from a config without those fields."""
+    base = trainer_lib.Trainer(_config("num_devices=2"))
+    host_only = trainer_lib.Trainer(
+        _config(
+            "num_devices=2",
+            "num_steps=99",
+            "log_every_steps=3",
+            "weight_ratios=(1.0, 1.0, 1.0, 0.0)",
+            "data.dir='/elsewhere'",
+        )
+    )
     assert host_only.p_step is base.p_step and host_only.model is base.model
-    for other in (_config("num_devices=2", "learning_rate=2e-3"), _config("num_devices=4"),
-                  _config("num_devices=2", "data.num_train_examples=32")):  # steps per epoch: the lr schedule
-        assert train.Trainer(other).p_step is not base.p_step
+    for other in (
+        _config("num_devices=2", "learning_rate=2e-3"),
+        _config("num_devices=4"),
+        _config("num_devices=2", "data.num_train_examples=32"),
+    ):  # steps per epoch: the lr schedule
+        assert trainer_lib.Trainer(other).p_step is not base.p_step
     with pytest.raises(AttributeError):
         base._programs.config.num_steps
     assert base.config.num_steps == -1  # the Trainer keeps the whole config
@@ -95,11 +110,11 @@ def test_learning_rate_halves_every_5_epochs():
     config = _config()
     spe = configuration.steps_per_epoch(config)
     assert spe == 2
-    sched = train.learning_rate_schedule(config)
+    sched = step_lib.learning_rate_schedule(config)
     lr = config.learning_rate
     for k in range(4):
         boundary = 5 * spe * k
-        assert float(sched(boundary)) == pytest.approx(lr * 0.5 ** k, rel=1e-6)
+        assert float(sched(boundary)) == pytest.approx(lr * 0.5**k, rel=1e-6)
         if k:
             assert float(sched(boundary - 1)) == pytest.approx(lr * 0.5 ** (k - 1), rel=1e-6)
 
@@ -112,7 +127,7 @@ def test_flat_optimizer_state_updates_like_per_parameter_adam():
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
     out = {}
     for flat in (False, True):
-        tx = train.make_optimizer(_config(f"flat_optimizer_state={flat}"))
+        tx = step_lib.make_optimizer(_config(f"flat_optimizer_state={flat}"))
         state, p = tx.init(params), params
         for k in range(3):
             grads = jax.tree.map(lambda x, k=k: jnp.cos(x * (k + 1)), p)
@@ -126,7 +141,7 @@ def test_flat_optimizer_state_updates_like_per_parameter_adam():
     # A config saved before the field existed gets per-parameter moments.
     old = _config()
     del old["flat_optimizer_state"]
-    assert jax.tree.structure(train.make_optimizer(old).init(params)[0].mu) == jax.tree.structure(params)
+    assert jax.tree.structure(step_lib.make_optimizer(old).init(params)[0].mu) == jax.tree.structure(params)
 
 
 def test_checkpoint_of_other_optimizer_layout_is_refused_with_the_fix(tmp_path: Path):
@@ -155,10 +170,10 @@ def test_tiny_config_overfits_one_batch_in_float32_and_bfloat16(tiny_run):
     curves = {}
     for dtype in ("float32", "bfloat16"):
         config = configuration.load_config("tiny", [*tiny_run, f"dtype='{dtype}'"])
-        trainer = train.Trainer(config)
+        trainer = trainer_lib.Trainer(config)
         traces_before = trainer.trace_count
         state = trainer.init_state()
-        batch = trainer.place_batch(next(train.make_batches(config, 0, 1)))
+        batch = trainer.place_batch(next(train_data.make_batches(config, 0, 1)))
         weights = trainer.place(_weights(config))
         losses = []
         for _ in range(150):
@@ -166,8 +181,11 @@ def test_tiny_config_overfits_one_batch_in_float32_and_bfloat16(tiny_run):
             losses.append(float(metrics["loss"]))
         assert min(losses[-10:]) < losses[0] / 10, (dtype, losses[0], losses[-10:])
         assert trainer.trace_count - traces_before <= 1  # compiled at most once, never retraced
-        assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(state)
-                   if jnp.issubdtype(x.dtype, jnp.floating))
+        assert all(
+            x.dtype == jnp.float32
+            for x in jax.tree_util.tree_leaves(state)
+            if jnp.issubdtype(x.dtype, jnp.floating)
+        )
         curves[dtype] = np.array(losses)
     np.testing.assert_allclose(curves["bfloat16"][:4], curves["float32"][:4], rtol=0.05)
 
@@ -180,14 +198,22 @@ def six_step_runs(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("six_steps")
     with float64_compute():
         full = _config("num_steps=6", "checkpoint_every_steps=3", "dtype='float64'")
-        res_full = train.train_and_evaluate(full, root / "full", log=lambda s: None)
-        train.train_and_evaluate(_config("num_steps=3", "checkpoint_every_steps=3", "dtype='float64'"),
-                                 root / "resumed", log=lambda s: None)
+        res_full = loop.train_and_evaluate(full, root / "full", log=lambda s: None)
+        loop.train_and_evaluate(
+            _config("num_steps=3", "checkpoint_every_steps=3", "dtype='float64'"),
+            root / "resumed",
+            log=lambda s: None,
+        )
         with (root / "resumed" / "metrics.jsonl").open("a") as f:
             f.write(json.dumps({"step": 4, "loss": -1.0}) + "\n")
-        res = train.train_and_evaluate(full, root / "resumed", log=lambda s: None)
-    return {"config": full, "full": root / "full", "resumed": root / "resumed", "res_full": res_full,
-            "res": res}
+        res = loop.train_and_evaluate(full, root / "resumed", log=lambda s: None)
+    return {
+        "config": full,
+        "full": root / "full",
+        "resumed": root / "resumed",
+        "res_full": res_full,
+        "res": res,
+    }
 
 
 def test_resume_is_bit_identical(six_step_runs):
@@ -196,8 +222,8 @@ def test_resume_is_bit_identical(six_step_runs):
     assert runs["res"]["trace_count"] == 0  # the resumed run reused this process's programs
     for a, b in zip(_leaves(runs["res_full"]["state"]), _leaves(runs["res"]["state"])):
         np.testing.assert_array_equal(a, b)
-    log_full = [r["loss"] for r in train.read_log(runs["full"])]
-    log_res = [r["loss"] for r in train.read_log(runs["resumed"])]
+    log_full = [r["loss"] for r in loop.read_log(runs["full"])]
+    log_res = [r["loss"] for r in loop.read_log(runs["resumed"])]
     assert len(log_full) == 6 and log_res == log_full  # the fake step-4 line is gone
     meta = checkpointing.Checkpointer(runs["full"], runs["config"]).read_meta(6)
     assert meta["seed"] == runs["config"].seed and meta["config"]["num_steps"] == 6
@@ -210,7 +236,7 @@ def test_incompatible_checkpoint_is_refused_not_overwritten(six_step_runs, tmp_p
     before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
     other = _config("num_steps=8", "width=4")
     with pytest.raises(checkpointing.CheckpointError, match="width") as e:
-        train.train_and_evaluate(other, workdir, log=lambda s: None)
+        loop.train_and_evaluate(other, workdir, log=lambda s: None)
     assert str(workdir / "checkpoints" / "6") in str(e.value)
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
 
@@ -225,7 +251,7 @@ def test_corrupt_checkpoint_names_the_directory(six_step_runs, tmp_path: Path):
             sub.mkdir()
             (sub / "garbage").write_text("not a checkpoint")
     with float64_compute(), pytest.raises(checkpointing.CheckpointError, match=str(step_dir)):
-        train.train_and_evaluate(_config("num_steps=8", "dtype='float64'"), workdir, log=lambda s: None)
+        loop.train_and_evaluate(_config("num_steps=8", "dtype='float64'"), workdir, log=lambda s: None)
 
 
 def test_steps_per_dispatch_equals_single_steps(tmp_path: Path, no_compilation_cache):
@@ -235,11 +261,17 @@ def test_steps_per_dispatch_equals_single_steps(tmp_path: Path, no_compilation_c
     results = {}
     with float64_compute():
         for k in (1, 2):
-            config = _config("num_steps=4", "checkpoint_every_steps=4", "log_every_steps=2",
-                             f"steps_per_dispatch={k}", "dtype='float64'")
-            results[k] = train.train_and_evaluate(config, tmp_path / str(k), log=lambda s: None)
+            config = _config(
+                "num_steps=4",
+                "checkpoint_every_steps=4",
+                "log_every_steps=2",
+                f"steps_per_dispatch={k}",
+                "dtype='float64'",
+            )
+            results[k] = loop.train_and_evaluate(config, tmp_path / str(k), log=lambda s: None)
             assert results[k]["trace_count"] <= 1
     for a, b in zip(_leaves(results[1]["state"]), _leaves(results[2]["state"])):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
-    assert [r["loss"] for r in train.read_log(tmp_path / "1")] == pytest.approx(
-        [r["loss"] for r in train.read_log(tmp_path / "2")], rel=1e-6)
+    assert [r["loss"] for r in loop.read_log(tmp_path / "1")] == pytest.approx(
+        [r["loss"] for r in loop.read_log(tmp_path / "2")], rel=1e-6
+    )

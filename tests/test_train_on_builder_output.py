@@ -4,7 +4,7 @@ stored maps and maps rendered on the device (`data.maps_on_device`).
 The runs are `prn-jax train` calls in one subprocess: XLA's CPU compiler crashed the interpreter
 (SIGABRT / SIGSEGV) on the augmented multi-device program in earlier in-process versions of
 this test, which took the whole pytest session down with it. In one process the resumed run
-reuses the 8-device run's compiled programs (`train.Trainer`). The runs compute in float64 (a
+reuses the 8-device run's compiled programs (`prn_jax.train.trainer.Trainer`). The runs compute in float64 (a
 test-only dtype, as in test_multiprocess) so runs on different device counts can be compared
 tightly: float32 summation-order noise is amplified by the width-2 net within a few steps.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from prn_jax import train
+from prn_jax.train import loop
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -45,33 +45,57 @@ for i, args in enumerate(json.loads(sys.argv[1])):
 
 
 def _args(data: dict, devices: int, maps_on_device: bool) -> list[str]:
-    overrides = ["dtype=float64", "width=2", "batch_size=8", f"num_devices={devices}",
-                 f"num_steps={STEPS}", "log_every_steps=1", "checkpoint_every_steps=2",
-                 "augment.enabled=True", "data.source=tfds", f"data.dir={data['tfds']}",
-                 f"data.model_dir={data['model']}", f"data.maps_on_device={maps_on_device}"]
+    overrides = [
+        "dtype=float64",
+        "width=2",
+        "batch_size=8",
+        f"num_devices={devices}",
+        f"num_steps={STEPS}",
+        "log_every_steps=1",
+        "checkpoint_every_steps=2",
+        "augment.enabled=True",
+        "data.source=tfds",
+        f"data.dir={data['tfds']}",
+        f"data.model_dir={data['model']}",
+        f"data.maps_on_device={maps_on_device}",
+    ]
     return ["--config", "tiny", *[f"--config.{o}" for o in overrides]]
 
 
 def _losses(workdir: Path) -> list[float]:
-    losses = [r["loss"] for r in train.read_log(workdir) if "loss" in r]
+    losses = [r["loss"] for r in loop.read_log(workdir) if "loss" in r]
     assert len(losses) == STEPS
     return losses
 
 
 @pytest.mark.slow
 def test_augmented_training_on_builder_output_1_and_8_devices(tiny_synth_tfds, tmp_path: Path):
-    runs = [["--workdir", str(tmp_path / "stored_1"), *_args(tiny_synth_tfds, 1, maps_on_device=False)],
-            ["--workdir", str(tmp_path / "device_8"), *_args(tiny_synth_tfds, 8, maps_on_device=True)],
-            ["RESUME_COPY", str(tmp_path / "device_8"), str(tmp_path / "resumed_8"),
-             *_args(tiny_synth_tfds, 8, maps_on_device=True)]]
+    runs = [
+        ["--workdir", str(tmp_path / "stored_1"), *_args(tiny_synth_tfds, 1, maps_on_device=False)],
+        ["--workdir", str(tmp_path / "device_8"), *_args(tiny_synth_tfds, 8, maps_on_device=True)],
+        [
+            "RESUME_COPY",
+            str(tmp_path / "device_8"),
+            str(tmp_path / "resumed_8"),
+            *_args(tiny_synth_tfds, 8, maps_on_device=True),
+        ],
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
     env.update(JAX_ENABLE_X64="1", XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    out = subprocess.run([sys.executable, "-c", WORKER, json.dumps(runs)], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, json.dumps(runs)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     outputs = out.stdout.split("=== RUN ")[1:]
     assert [("resumed from" in o) for o in outputs] == [False, False, True], out.stdout[-3000:]
-    stored_1, device_8, resumed_8 = (_losses(tmp_path / name) for name in ("stored_1", "device_8", "resumed_8"))
+    stored_1, device_8, resumed_8 = (
+        _losses(tmp_path / name) for name in ("stored_1", "device_8", "resumed_8")
+    )
     # Resume restores parameters, optimizer, data iterator and augmentation stream exactly.
     assert resumed_8 == device_8
     # Example j of step s is augmented from fold_in(fold_in(key, s), j) whatever the device

@@ -1,3 +1,3 @@
 """tfds builder `aflw2000_3d`: AFLW2000-3D evaluation examples."""
 
-from datasets.aflw2000_3d.aflw2000_3d_dataset_builder import Aflw20003d, Aflw20003dConfig
+from prn_jax.datasets.aflw2000_3d.aflw2000_3d_dataset_builder import Aflw20003d, Aflw20003dConfig

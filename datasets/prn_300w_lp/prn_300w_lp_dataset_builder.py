@@ -10,7 +10,7 @@ Record format (array_record, readable without TensorFlow through `tfds.data_sour
 `builder.as_data_source()`), S = the config's `map_size`:
   image: (S, S, 3) uint8 JPEG (quality 95) of face3d's 1.5-rule crop of the original image
     (box from the fit's 68 keypoint vertices, bilinear, black outside the image).
-  position_map: bytes; `prn_jax.formats.decode_position_map(bytes, S)` -> (S, S, 3) float32
+  position_map: bytes; `prn_jax.data.formats.decode_position_map(bytes, S)` -> (S, S, 3) float32
     crop pixels (x right, y down, z toward the camera, min z over the mesh = 0), zero outside
     the UV face region; max error S/65536 px (uint16 levels of S/32768 px, row-delta byte
     planes, zlib).
@@ -32,7 +32,7 @@ are augmented; crop_transform becomes (augmentation similarity) @ (crop), so
 range [-S/2, 3S/2) is redrawn with index c + a K (a = 1, 2, ...; the copies lean slightly
 away from the most extreme draws); after MAX_REDRAWS it is reported like a bad file.
 
-Bad input (`prn_jax.formats.FormatError`, naming file and key): an image without its `.mat`
+Bad input (`prn_jax.data.formats.FormatError`, naming file and key): an image without its `.mat`
 or the reverse, a missing or undecodable image, a `.mat` without `Pose_Para` / `Shape_Para` /
 `Exp_Para` or with a wrong shape, coefficient counts that differ from the model, a position
 map outside the storable range. Default: the build fails on the first one. `skip_invalid=True`:
@@ -54,7 +54,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from prn_jax import formats
+from prn_jax.data import formats
+from prn_jax.data.builder_base import BuildReport, FolderBuilderMixin
 
 MAP_SIZES = (256, 128, 64)
 AUGMENTED_COPIES = (4, 10)
@@ -64,287 +65,327 @@ JPEG_QUALITY = 95
 
 @dataclasses.dataclass
 class Prn300wLpConfig(tfds.core.BuilderConfig):
-  """map_size: side S of the crop and of the position map. include_flip: read *_Flip too.
-  augmented_copies: K seeded augmented copies written besides each plain example (seed
-  augment_seed)."""
+    """map_size: side S of the crop and of the position map. include_flip: read *_Flip too.
+    augmented_copies: K seeded augmented copies written besides each plain example (seed
+    augment_seed)."""
 
-  map_size: int = 256
-  include_flip: bool = True
-  augmented_copies: int = 0
-  augment_seed: int = 0
-
-
-@dataclasses.dataclass
-class BuildReport:
-  """What a generation found: (image, .mat) pairs per folder, and skipped (path, key, reason)."""
-
-  images_per_folder: dict = dataclasses.field(default_factory=dict)
-  skipped: list = dataclasses.field(default_factory=list)
-  examples: int = 0
+    map_size: int = 256
+    include_flip: bool = True
+    augmented_copies: int = 0
+    augment_seed: int = 0
 
 
 def _configs():
-  configs = []
-  for size in MAP_SIZES:
-    configs.append(Prn300wLpConfig(
-        name=f'size{size}', map_size=size, include_flip=True,
-        description=f'{size}x{size} crops and maps, all 8 folders (122,450 examples)'))
-    configs.append(Prn300wLpConfig(
-        name=f'size{size}_noflip', map_size=size, include_flip=False,
-        description=f'{size}x{size} crops and maps, without the *_Flip folders (61,225)'))
-    for copies in AUGMENTED_COPIES:
-      configs.append(Prn300wLpConfig(
-          name=f'size{size}_aug{copies}', map_size=size, include_flip=True,
-          augmented_copies=copies,
-          description=f'size{size} plus {copies} seeded augmented copies of every example'))
-  return configs
+    configs = []
+    for size in MAP_SIZES:
+        configs.append(
+            Prn300wLpConfig(
+                name=f"size{size}",
+                map_size=size,
+                include_flip=True,
+                description=f"{size}x{size} crops and maps, all 8 folders (122,450 examples)",
+            )
+        )
+        configs.append(
+            Prn300wLpConfig(
+                name=f"size{size}_noflip",
+                map_size=size,
+                include_flip=False,
+                description=f"{size}x{size} crops and maps, without the *_Flip folders (61,225)",
+            )
+        )
+        for copies in AUGMENTED_COPIES:
+            configs.append(
+                Prn300wLpConfig(
+                    name=f"size{size}_aug{copies}",
+                    map_size=size,
+                    include_flip=True,
+                    augmented_copies=copies,
+                    description=f"size{size} plus {copies} seeded augmented copies of every example",
+                )
+            )
+    return configs
 
 
 def source_root(manual_dir) -> Path:
-  """The 300W_LP folder inside (or equal to) the manual dir."""
-  manual_dir = Path(manual_dir)
-  for root in (manual_dir / '300W_LP', manual_dir):
-    if any((root / db).is_dir() for db in formats.W300LP_DATABASES):
-      return root
-  raise formats.FormatError(manual_dir, 'folder', '300W_LP/ (with AFW, HELEN, IBUG, LFPW) not '
-                            'found in the manual dir')
+    """The 300W_LP folder inside (or equal to) the manual dir."""
+    manual_dir = Path(manual_dir)
+    for root in (manual_dir / "300W_LP", manual_dir):
+        if any((root / db).is_dir() for db in formats.W300LP_DATABASES):
+            return root
+    raise formats.FormatError(
+        manual_dir, "folder", "300W_LP/ (with AFW, HELEN, IBUG, LFPW) not found in the manual dir"
+    )
 
 
 def model_paths(model_dir) -> tuple[Path, Path]:
-  """(BFM.mat, BFM_UV.mat) in `model_dir`; FormatError naming the missing one."""
-  paths = Path(model_dir) / 'BFM.mat', Path(model_dir) / 'BFM_UV.mat'
-  for path in paths:
-    if not path.is_file():
-      raise formats.FormatError(path, 'model', 'file missing (face3d morphable model)')
-  return paths
+    """(BFM.mat, BFM_UV.mat) in `model_dir`; FormatError naming the missing one."""
+    paths = Path(model_dir) / "BFM.mat", Path(model_dir) / "BFM_UV.mat"
+    for path in paths:
+        if not path.is_file():
+            raise formats.FormatError(path, "model", "file missing (face3d morphable model)")
+    return paths
 
 
 def list_sources(root, include_flip) -> tuple[list, dict, list]:
-  """All (image, .mat) pairs under the 300W_LP `root`, pairs per folder, and problems."""
-  folders = list(formats.W300LP_DATABASES)
-  if include_flip:
-    folders += [db + formats.FLIP_SUFFIX for db in formats.W300LP_DATABASES]
-  pairs, counts, problems = [], {}, []
-  for name in folders:
-    folder = Path(root) / name
-    if not folder.is_dir():
-      problems.append(formats.FormatError(folder, 'folder', 'missing'))
-      continue
-    found, unpaired = formats.pair_images_with_mats(folder)
-    pairs += found
-    counts[name] = len(found)
-    problems += unpaired
-  return pairs, counts, problems
+    """All (image, .mat) pairs under the 300W_LP `root`, pairs per folder, and problems."""
+    folders = list(formats.W300LP_DATABASES)
+    if include_flip:
+        folders += [db + formats.FLIP_SUFFIX for db in formats.W300LP_DATABASES]
+    pairs, counts, problems = [], {}, []
+    for name in folders:
+        folder = Path(root) / name
+        if not folder.is_dir():
+            problems.append(formats.FormatError(folder, "folder", "missing"))
+            continue
+        found, unpaired = formats.pair_images_with_mats(folder)
+        pairs += found
+        counts[name] = len(found)
+        problems += unpaired
+    return pairs, counts, problems
 
 
 class ExampleMaker:
-  """Turns batches of (image, .mat) pairs into records; one per process (holds the model).
+    """Turns batches of (image, .mat) pairs into records; one per process (holds the model).
 
-  Args: bfm_path, uv_path: the morphable model. map_size: S. root: the 300W_LP folder.
-  augmented_copies, augment_seed: see the module docstring (0: plain examples only).
-  """
+    Args: bfm_path, uv_path: the morphable model. map_size: S. root: the 300W_LP folder.
+    augmented_copies, augment_seed: see the module docstring (0: plain examples only).
+    """
 
-  def __init__(self, bfm_path, uv_path, map_size, root, augmented_copies=0, augment_seed=0):
-    from prn_jax import geometry  # imports JAX: keep it out of module import
-    self.model = geometry.load_face_model(bfm_path, uv_path)
-    self.raster = geometry.build_uv_raster(self.model.uv, self.model.full_triangles, map_size)
-    self.size, self.root = map_size, Path(root)
-    self.copies, self.augment_seed = augmented_copies, augment_seed
-    self._augment = None
+    def __init__(self, bfm_path, uv_path, map_size, root, augmented_copies=0, augment_seed=0):
+        from prn_jax import geometry  # imports JAX: keep it out of module import
 
-  def __call__(self, pairs) -> tuple[list, list]:
-    """[(image, mat)] -> ([(key, example)], [FormatError]) for the valid / invalid pairs."""
-    from prn_jax.geometry import crop, ground_truth, uv_raster
-    model = self.model
-    valid, problems = [], []
-    for image_path, mat_path in pairs:
-      try:
-        fit = formats.read_300w_lp_fit(mat_path)
-        formats.check_fit_matches_model(fit, model.shape_std.size, model.exp_std.size, mat_path)
-        _, pixels = formats.read_rgb_image(image_path)
-      except formats.FormatError as error:
-        problems.append(error)
-        continue
-      valid.append((image_path, mat_path, fit, pixels))
-    by_height = collections.defaultdict(list)
-    for item in valid:
-      by_height[item[3].shape[0]].append(item)
-    examples = []
-    for height, items in by_height.items():
-      vertices, transforms = ground_truth.fit_to_crop_vertices(
-          model.mean, model.shape_basis, model.exp_basis, model.kpt_ind,
-          np.stack([it[2].shape_para for it in items]), np.stack([it[2].exp_para for it in items]),
-          np.stack([it[2].pose for it in items]), height, self.size, crop.TRAIN_SCALE)
-      maps = uv_raster.render_position_maps(vertices, self.raster)
-      landmarks = vertices[:, model.kpt_ind]
-      for (image_path, mat_path, fit, pixels), pos, kpt, transform in zip(
-          items, maps, landmarks, transforms):
-        try:
-          encoded = formats.encode_position_map(pos)
-        except ValueError as error:
-          problems.append(formats.FormatError(mat_path, 'position_map', str(error)))
-          continue
-        file_id = image_path.relative_to(self.root).with_suffix('').as_posix()
-        crop_pixels = formats.crop_image(pixels, transform, self.size)
-        fields = {'pose': fit.pose, 'shape': fit.shape_para, 'expression': fit.exp_para,
-                  'image_height': np.int32(height)}
-        examples.append((file_id, {
-            'image': formats.jpeg_bytes(crop_pixels, JPEG_QUALITY),
-            'position_map': encoded,
-            'landmarks': kpt.astype(np.float32),
-            'crop_transform': np.asarray(transform, np.float32),
-            'file_id': file_id, **fields,
-        }))
-        if self.copies:
-          copies, copy_problems = self._augmented(file_id, crop_pixels, pos, kpt, transform,
-                                                  fields, mat_path)
-          examples += copies
-          problems += copy_problems
-    return examples, problems
+        self.model = geometry.load_face_model(bfm_path, uv_path)
+        self.raster = geometry.build_uv_raster(self.model.uv, self.model.full_triangles, map_size)
+        self.size, self.root = map_size, Path(root)
+        self.copies, self.augment_seed = augmented_copies, augment_seed
+        self._augment = None
 
-  def _augmented(self, file_id, crop_pixels, pos, landmarks, transform, fields, mat_path):
-    """The K augmented copies of one example: ([(key, example)], [FormatError])."""
-    import jax
-    from prn_jax import augment
-    if self._augment is None:
-      self._augment = jax.jit(functools.partial(augment.augmented_copies,
-                                                params=augment.AugmentParams()))
-    key = jax.random.fold_in(jax.random.PRNGKey(self.augment_seed),
-                             zlib.crc32(file_id.encode()) & 0x7FFFFFFF)
-    args = (key, crop_pixels, pos.astype(np.float32), landmarks.astype(np.float32))
-    draws = np.arange(self.copies, dtype=np.int32)
-    copies = jax.device_get(self._augment(*args, draws))
-    examples, problems = [], []
-    for copy in range(self.copies):
-      image, pos_map, marks, similarity = (x[copy] for x in copies)
-      for attempt in range(1, MAX_REDRAWS + 1):  # a map beyond the storable range: redraw
-        try:
-          encoded = formats.encode_position_map(pos_map)
-          break
-        except ValueError as error:
-          reason = str(error)
-        redraw = np.array([copy + attempt * self.copies], np.int32)
-        image, pos_map, marks, similarity = (x[0] for x in jax.device_get(
-            self._augment(*args, redraw)))
-      else:
-        problems.append(formats.FormatError(
-            mat_path, f'position_map (augmented copy {copy})', f'{MAX_REDRAWS} draws: {reason}'))
-        continue
-      copy_id = f'{file_id}#aug{copy}'
-      examples.append((copy_id, {
-          'image': formats.jpeg_bytes(image, JPEG_QUALITY),
-          'position_map': encoded,
-          'landmarks': marks,
-          'crop_transform': (similarity.astype(np.float64)
-                             @ np.asarray(transform, np.float64)).astype(np.float32),
-          'file_id': copy_id, **fields,
-      }))
-    return examples, problems
+    def __call__(self, pairs) -> tuple[list, list]:
+        """[(image, mat)] -> ([(key, example)], [FormatError]) for the valid / invalid pairs."""
+        from prn_jax.geometry import crop, ground_truth, uv_raster
+
+        model = self.model
+        valid, problems = [], []
+        for image_path, mat_path in pairs:
+            try:
+                fit = formats.read_300w_lp_fit(mat_path)
+                formats.check_fit_matches_model(fit, model.shape_std.size, model.exp_std.size, mat_path)
+                _, pixels = formats.read_rgb_image(image_path)
+            except formats.FormatError as error:
+                problems.append(error)
+                continue
+            valid.append((image_path, mat_path, fit, pixels))
+        by_height = collections.defaultdict(list)
+        for item in valid:
+            by_height[item[3].shape[0]].append(item)
+        examples = []
+        for height, items in by_height.items():
+            vertices, transforms = ground_truth.fit_to_crop_vertices(
+                model.mean,
+                model.shape_basis,
+                model.exp_basis,
+                model.kpt_ind,
+                np.stack([it[2].shape_para for it in items]),
+                np.stack([it[2].exp_para for it in items]),
+                np.stack([it[2].pose for it in items]),
+                height,
+                self.size,
+                crop.TRAIN_SCALE,
+            )
+            maps = uv_raster.render_position_maps(vertices, self.raster)
+            landmarks = vertices[:, model.kpt_ind]
+            for (image_path, mat_path, fit, pixels), pos, kpt, transform in zip(
+                items, maps, landmarks, transforms
+            ):
+                try:
+                    encoded = formats.encode_position_map(pos)
+                except ValueError as error:
+                    problems.append(formats.FormatError(mat_path, "position_map", str(error)))
+                    continue
+                file_id = image_path.relative_to(self.root).with_suffix("").as_posix()
+                crop_pixels = formats.crop_image(pixels, transform, self.size)
+                fields = {
+                    "pose": fit.pose,
+                    "shape": fit.shape_para,
+                    "expression": fit.exp_para,
+                    "image_height": np.int32(height),
+                }
+                examples.append(
+                    (
+                        file_id,
+                        {
+                            "image": formats.jpeg_bytes(crop_pixels, JPEG_QUALITY),
+                            "position_map": encoded,
+                            "landmarks": kpt.astype(np.float32),
+                            "crop_transform": np.asarray(transform, np.float32),
+                            "file_id": file_id,
+                            **fields,
+                        },
+                    )
+                )
+                if self.copies:
+                    copies, copy_problems = self._augmented(
+                        file_id, crop_pixels, pos, kpt, transform, fields, mat_path
+                    )
+                    examples += copies
+                    problems += copy_problems
+        return examples, problems
+
+    def _augmented(self, file_id, crop_pixels, pos, landmarks, transform, fields, mat_path):
+        """The K augmented copies of one example: ([(key, example)], [FormatError])."""
+        import jax
+
+        from prn_jax import augment
+
+        if self._augment is None:
+            self._augment = jax.jit(
+                functools.partial(augment.augmented_copies, params=augment.AugmentParams())
+            )
+        key = jax.random.fold_in(
+            jax.random.PRNGKey(self.augment_seed), zlib.crc32(file_id.encode()) & 0x7FFFFFFF
+        )
+        args = (key, crop_pixels, pos.astype(np.float32), landmarks.astype(np.float32))
+        draws = np.arange(self.copies, dtype=np.int32)
+        copies = jax.device_get(self._augment(*args, draws))
+        examples, problems = [], []
+        for copy in range(self.copies):
+            image, pos_map, marks, similarity = (x[copy] for x in copies)
+            for attempt in range(1, MAX_REDRAWS + 1):  # a map beyond the storable range: redraw
+                try:
+                    encoded = formats.encode_position_map(pos_map)
+                    break
+                except ValueError as error:
+                    reason = str(error)
+                redraw = np.array([copy + attempt * self.copies], np.int32)
+                image, pos_map, marks, similarity = (
+                    x[0] for x in jax.device_get(self._augment(*args, redraw))
+                )
+            else:
+                problems.append(
+                    formats.FormatError(
+                        mat_path, f"position_map (augmented copy {copy})", f"{MAX_REDRAWS} draws: {reason}"
+                    )
+                )
+                continue
+            copy_id = f"{file_id}#aug{copy}"
+            examples.append(
+                (
+                    copy_id,
+                    {
+                        "image": formats.jpeg_bytes(image, JPEG_QUALITY),
+                        "position_map": encoded,
+                        "landmarks": marks,
+                        "crop_transform": (
+                            similarity.astype(np.float64) @ np.asarray(transform, np.float64)
+                        ).astype(np.float32),
+                        "file_id": copy_id,
+                        **fields,
+                    },
+                )
+            )
+        return examples, problems
 
 
 _MAKER = {}
 
 
 def _init_worker(*args):
-  _MAKER['maker'] = ExampleMaker(*args)
+    _MAKER["maker"] = ExampleMaker(*args)
 
 
 def _make_in_worker(pairs):
-  return _MAKER['maker'](pairs)
+    return _MAKER["maker"](pairs)
 
 
 def make_examples(pairs, maker_args, batch_size, workers):
-  """Yields ([(key, example)], [FormatError]) per batch of `pairs`, in any order.
+    """Yields ([(key, example)], [FormatError]) per batch of `pairs`, in any order.
 
-  workers <= 1: in this process; else a spawned pool (the parent may hold JAX threads).
-  """
-  batches = [pairs[i:i + batch_size] for i in range(0, len(pairs), batch_size)]
-  if workers <= 1 or len(batches) <= 1:
-    maker = ExampleMaker(*maker_args)
-    yield from map(maker, batches)
-    return
-  context = multiprocessing.get_context('spawn')
-  with context.Pool(min(workers, len(batches)), initializer=_init_worker,
-                    initargs=maker_args) as pool:
-    yield from pool.imap_unordered(_make_in_worker, batches)
+    workers <= 1: in this process; else a spawned pool (the parent may hold JAX threads).
+    """
+    batches = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
+    if workers <= 1 or len(batches) <= 1:
+        maker = ExampleMaker(*maker_args)
+        yield from map(maker, batches)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(batches)), initializer=_init_worker, initargs=maker_args) as pool:
+        yield from pool.imap_unordered(_make_in_worker, batches)
 
 
-class Prn300wLp(tfds.core.GeneratorBasedBuilder):
-  """300W-LP as PRNet training examples; see the module docstring for the record format.
+class Prn300wLp(FolderBuilderMixin, tfds.core.GeneratorBasedBuilder):
+    """300W-LP as PRNet training examples; see the module docstring for the record format.
 
-  Args (besides tfds' data_dir, config, file_format (default array_record)):
-    manual_dir: folder holding 300W_LP/ (default: tfds' manual dir).
-    model_dir: folder with BFM.mat + BFM_UV.mat (default: <manual dir>/model).
-    skip_invalid: skip and report bad source files instead of failing.
-    workers: processes generating examples (default: all cores). batch_size: fits per batch.
-  After `download_and_prepare`, `build_report` says what was found and skipped.
-  """
+    Args (besides tfds' data_dir, config, file_format (default array_record)):
+      manual_dir: folder holding 300W_LP/ (default: tfds' manual dir).
+      model_dir: folder with BFM.mat + BFM_UV.mat (default: <manual dir>/model).
+      skip_invalid: skip and report bad source files instead of failing.
+      workers: processes generating examples (default: all cores). batch_size: fits per batch.
+    After `download_and_prepare`, `build_report` says what was found and skipped.
+    """
 
-  name = 'prn_300w_lp'
-  VERSION = tfds.core.Version('1.1.0')
-  RELEASE_NOTES = {'1.0.0': 'Position maps from 300W-LP fits (face3d conventions).',
-                   '1.1.0': 'image_height field; size{S}_aug{K} offline augmented configs.'}
-  BUILDER_CONFIGS = _configs()
-  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+    name = "prn_300w_lp"
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Position maps from 300W-LP fits (face3d conventions).",
+        "1.1.0": "image_height field; size{S}_aug{K} offline augmented configs.",
+    }
+    BUILDER_CONFIGS = _configs()
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put 300W_LP/ (Zhu et al. 2016: AFW, HELEN, IBUG, LFPW and their _Flip folders) in the manual
   dir, and BFM.mat + BFM_UV.mat (face3d's morphable model, e.g. generated with face3d's
   `generate_bfm` from the Basel Face Model 2009 and 3DDFA's files) in <manual dir>/model or a
   folder given as `model_dir`.
   """
 
-  def __init__(self, *, manual_dir=None, model_dir=None, skip_invalid=False, workers=None,
-               batch_size=32, **kwargs):
-    kwargs.setdefault('file_format', 'array_record')
-    super().__init__(**kwargs)
-    self._manual_dir, self._model_dir = manual_dir, model_dir
-    self.skip_invalid = skip_invalid
-    self.workers = workers or os.cpu_count() or 1
-    self.batch_size = batch_size
-    self.build_report = BuildReport()
+    def __init__(self, *, workers=None, **kwargs):
+        super().__init__(**kwargs)
+        self.workers = workers or os.cpu_count() or 1
 
-  # tfds locates the builder's source with `importlib_resources`, a backport package that the
-  # TensorFlow-free environment does not install; the module file is the same answer.
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls):
-    return epath.Path(__file__)
+    # tfds reads README.md / CITATIONS.bib from the folder of the builder's module, which it derives
+    # from the module's name; installed as prn_jax.datasets, the module file is the answer.
+    pkg_dir_path = epath.Path(__file__).parent
 
-  def _info(self):
-    size = self.builder_config.map_size
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(size, size, 3), encoding_format='jpeg'),
-            'position_map': tfds.features.Tensor(shape=(), dtype=np.object_),
-            'landmarks': tfds.features.Tensor(shape=(68, 3), dtype=np.float32),
-            'pose': tfds.features.Tensor(shape=(7,), dtype=np.float32),
-            'shape': tfds.features.Tensor(shape=(None,), dtype=np.float32),
-            'expression': tfds.features.Tensor(shape=(None,), dtype=np.float32),
-            'crop_transform': tfds.features.Tensor(shape=(3, 3), dtype=np.float32),
-            'image_height': tfds.features.Tensor(shape=(), dtype=np.int32),
-            'file_id': tfds.features.Text(),
-        }),
-        homepage='http://www.cbsr.ia.ac.cn/users/xiangyuzhu/projects/3DDFA/main.htm',
-    )
+    # tfds locates the builder's source with `importlib_resources`, a backport package that the
+    # TensorFlow-free environment does not install; the module file is the same answer.
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):
+        return epath.Path(__file__)
 
-  def _split_generators(self, dl_manager):
-    manual_dir = Path(self._manual_dir or dl_manager.manual_dir)
-    root = source_root(manual_dir)
-    paths = model_paths(self._model_dir or manual_dir / 'model')
-    pairs, counts, problems = list_sources(root, self.builder_config.include_flip)
-    self.build_report = BuildReport(images_per_folder=counts)
-    self._handle(problems)
-    config = self.builder_config
-    maker_args = (*paths, config.map_size, root, config.augmented_copies, config.augment_seed)
-    return {'train': self._generate_examples(pairs, maker_args)}
+    def _info(self):
+        size = self.builder_config.map_size
+        return self.dataset_info_from_configs(
+            description=__doc__,
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(size, size, 3), encoding_format="jpeg"),
+                    "position_map": tfds.features.Tensor(shape=(), dtype=np.object_),
+                    "landmarks": tfds.features.Tensor(shape=(68, 3), dtype=np.float32),
+                    "pose": tfds.features.Tensor(shape=(7,), dtype=np.float32),
+                    "shape": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+                    "expression": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+                    "crop_transform": tfds.features.Tensor(shape=(3, 3), dtype=np.float32),
+                    "image_height": tfds.features.Tensor(shape=(), dtype=np.int32),
+                    "file_id": tfds.features.Text(),
+                }
+            ),
+            homepage="http://www.cbsr.ia.ac.cn/users/xiangyuzhu/projects/3DDFA/main.htm",
+        )
 
-  def _handle(self, problems):
-    if problems and not self.skip_invalid:
-      raise problems[0]
-    self.build_report.skipped += [(p.path, p.key, p.reason) for p in problems]
+    def _split_generators(self, dl_manager):
+        manual_dir = Path(self._manual_dir or dl_manager.manual_dir)
+        root = source_root(manual_dir)
+        paths = model_paths(self._model_dir or manual_dir / "model")
+        pairs, counts, problems = list_sources(root, self.builder_config.include_flip)
+        self.build_report = BuildReport(images_per_folder=counts)
+        self.build_report.record(problems, self.skip_invalid)
+        config = self.builder_config
+        maker_args = (*paths, config.map_size, root, config.augmented_copies, config.augment_seed)
+        return {"train": self._generate_examples(pairs, maker_args)}
 
-  def _generate_examples(self, pairs, maker_args):
-    for examples, problems in make_examples(pairs, maker_args, self.batch_size, self.workers):
-      self._handle(problems)
-      self.build_report.examples += len(examples)
-      yield from examples
+    def _generate_examples(self, pairs, maker_args):
+        for examples, problems in make_examples(pairs, maker_args, self.batch_size, self.workers):
+            self.build_report.record(problems, self.skip_invalid)
+            self.build_report.examples += len(examples)
+            yield from examples

@@ -6,5 +6,5 @@ import numpy as np
 
 
 def namespace(*arrays):
-  """jax.numpy if any argument is a JAX array (or tracer), else numpy."""
-  return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
+    """jax.numpy if any argument is a JAX array (or tracer), else numpy."""
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np

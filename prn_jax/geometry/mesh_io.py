@@ -11,80 +11,79 @@ from prn_jax.geometry import _array
 
 
 def landmarks_from_position_map(position_map, kpt_uv):
-  """(..., S, S, 3) map, (68, 2) int (u, v) -> (..., 68, 3) `pos[v, u]`. numpy or JAX."""
-  return position_map[..., kpt_uv[:, 1], kpt_uv[:, 0], :]
+    """(..., S, S, 3) map, (68, 2) int (u, v) -> (..., 68, 3) `pos[v, u]`. numpy or JAX."""
+    return position_map[..., kpt_uv[:, 1], kpt_uv[:, 0], :]
 
 
 def vertices_from_position_map(position_map, face_indices):
-  """(..., S, S, 3) map, (P,) flat face-pixel indices -> (..., P, 3) dense vertices."""
-  size = position_map.shape[-2]
-  flat = position_map.reshape(position_map.shape[:-3] + (size * size, position_map.shape[-1]))
-  return flat[..., face_indices, :]
+    """(..., S, S, 3) map, (P,) flat face-pixel indices -> (..., P, 3) dense vertices."""
+    size = position_map.shape[-2]
+    flat = position_map.reshape(position_map.shape[:-3] + (size * size, position_map.shape[-1]))
+    return flat[..., face_indices, :]
 
 
 def mesh_from_position_map(position_map, assets):
-  """(S, S, 3) map + `UVAssets` -> vertices (P, 3) and triangles (T, 3) int32."""
-  return vertices_from_position_map(position_map, assets.face_indices), assets.triangles
+    """(S, S, 3) map + `UVAssets` -> vertices (P, 3) and triangles (T, 3) int32."""
+    return vertices_from_position_map(position_map, assets.face_indices), assets.triangles
 
 
 def sample_position_map(position_map, points):
-  """Bilinear sample of a (S, S, C) map at (m, 2) float (col, row) pixels -> (m, C).
+    """Bilinear sample of a (S, S, C) map at (m, 2) float (col, row) pixels -> (m, C).
 
-  Points are clamped to the map. numpy or JAX.
-  """
-  xp = _array.namespace(position_map, points)
-  size = position_map.shape[0]
-  points = xp.clip(points, 0, size - 1)
-  lo = xp.clip(xp.floor(points).astype(xp.int32), 0, size - 2)
-  frac = (points - lo)[..., None]
-  col, row = lo[:, 0], lo[:, 1]
-  top = position_map[row, col] * (1 - frac[:, 0]) + position_map[row, col + 1] * frac[:, 0]
-  bottom = (position_map[row + 1, col] * (1 - frac[:, 0])
-            + position_map[row + 1, col + 1] * frac[:, 0])
-  return top * (1 - frac[:, 1]) + bottom * frac[:, 1]
+    Points are clamped to the map. numpy or JAX.
+    """
+    xp = _array.namespace(position_map, points)
+    size = position_map.shape[0]
+    points = xp.clip(points, 0, size - 1)
+    lo = xp.clip(xp.floor(points).astype(xp.int32), 0, size - 2)
+    frac = (points - lo)[..., None]
+    col, row = lo[:, 0], lo[:, 1]
+    top = position_map[row, col] * (1 - frac[:, 0]) + position_map[row, col + 1] * frac[:, 0]
+    bottom = position_map[row + 1, col] * (1 - frac[:, 0]) + position_map[row + 1, col + 1] * frac[:, 0]
+    return top * (1 - frac[:, 1]) + bottom * frac[:, 1]
 
 
 def sample_image_colors(image, vertices):
-  """Nearest-pixel colours of `image` (H, W, C) at vertices (m, >=2) image pixels (x, y).
+    """Nearest-pixel colours of `image` (H, W, C) at vertices (m, >=2) image pixels (x, y).
 
-  Coordinates are rounded and clamped to the image, as PRNet does. Returns (m, C) float32 in
-  the image's value range.
-  """
-  image = np.asarray(image)
-  height, width = image.shape[:2]
-  x = np.clip(np.rint(vertices[:, 0]), 0, width - 1).astype(np.int64)
-  y = np.clip(np.rint(vertices[:, 1]), 0, height - 1).astype(np.int64)
-  return image[y, x].astype(np.float32)
+    Coordinates are rounded and clamped to the image, as PRNet does. Returns (m, C) float32 in
+    the image's value range.
+    """
+    image = np.asarray(image)
+    height, width = image.shape[:2]
+    x = np.clip(np.rint(vertices[:, 0]), 0, width - 1).astype(np.int64)
+    y = np.clip(np.rint(vertices[:, 1]), 0, height - 1).astype(np.int64)
+    return image[y, x].astype(np.float32)
 
 
 def write_obj(path, vertices, triangles, colors=None):
-  """Writes a Wavefront `.obj`: `v x y z [r g b]` lines then 1-based `f i j k` lines.
+    """Writes a Wavefront `.obj`: `v x y z [r g b]` lines then 1-based `f i j k` lines.
 
-  Args:
-    vertices: (m, 3). triangles: (T, 3) 0-based. colors: optional (m, 3), written as given
-      (use [0, 1] floats for most viewers).
-  """
-  vertices = np.asarray(vertices, np.float64)
-  triangles = np.asarray(triangles, np.int64)
-  if colors is not None:
-    colors = np.asarray(colors, np.float64)
-    if colors.shape != vertices.shape:
-      raise ValueError(f'{path}: colors shape {colors.shape} != vertices {vertices.shape}')
-    rows = np.concatenate([vertices, colors], axis=1)
-    vertex_lines = ['v ' + ' '.join(f'{value:.6f}' for value in row) for row in rows]
-  else:
-    vertex_lines = [f'v {x:.6f} {y:.6f} {z:.6f}' for x, y, z in vertices]
-  face_lines = [f'f {i} {j} {k}' for i, j, k in triangles + 1]
-  Path(path).write_text('\n'.join(vertex_lines + face_lines) + '\n')
+    Args:
+      vertices: (m, 3). triangles: (T, 3) 0-based. colors: optional (m, 3), written as given
+        (use [0, 1] floats for most viewers).
+    """
+    vertices = np.asarray(vertices, np.float64)
+    triangles = np.asarray(triangles, np.int64)
+    if colors is not None:
+        colors = np.asarray(colors, np.float64)
+        if colors.shape != vertices.shape:
+            raise ValueError(f"{path}: colors shape {colors.shape} != vertices {vertices.shape}")
+        rows = np.concatenate([vertices, colors], axis=1)
+        vertex_lines = ["v " + " ".join(f"{value:.6f}" for value in row) for row in rows]
+    else:
+        vertex_lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
+    face_lines = [f"f {i} {j} {k}" for i, j, k in triangles + 1]
+    Path(path).write_text("\n".join(vertex_lines + face_lines) + "\n")
 
 
 def write_position_map_obj(path, position_map, assets, image=None):
-  """Mesh of a (S, S, 3) map in image pixels as `.obj`; colours from `image` ([0, 255] uint8
-  or [0, 1] float, written in [0, 1]) when given."""
-  vertices, triangles = mesh_from_position_map(np.asarray(position_map), assets)
-  colors = None
-  if image is not None:
-    colors = sample_image_colors(image, vertices)
-    if np.asarray(image).dtype == np.uint8:
-      colors = colors / 255.0
-  write_obj(path, vertices, triangles, colors)
+    """Mesh of a (S, S, 3) map in image pixels as `.obj`; colours from `image` ([0, 255] uint8
+    or [0, 1] float, written in [0, 1]) when given."""
+    vertices, triangles = mesh_from_position_map(np.asarray(position_map), assets)
+    colors = None
+    if image is not None:
+        colors = sample_image_colors(image, vertices)
+        if np.asarray(image).dtype == np.uint8:
+            colors = colors / 255.0
+    write_obj(path, vertices, triangles, colors)

@@ -1,0 +1,46 @@
+"""`prn-jax train`: train (or resume) a run.
+
+  prn-jax train --config cpu_default --workdir runs/mine --config.num_steps=500
+
+Override any config field with --config.FIELD=VALUE.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from prn_jax import configuration, distributed
+from prn_jax.train import loop
+
+HELP = "train (or resume) a run"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="paper", help="config file or name in configs/ (default: paper)")
+    parser.add_argument(
+        "--workdir", required=True, help="run directory (checkpoints, logs); resumed if present"
+    )
+    g = parser.add_argument_group(
+        "multi-process (default: auto-detected from JAX_COORDINATOR_ADDRESS/"
+        "JAX_NUM_PROCESSES/JAX_PROCESS_ID, SLURM, Cloud TPU, Kubernetes)"
+    )
+    g.add_argument("--coordinator", help="HOST:PORT of process 0's coordinator service")
+    g.add_argument("--num-processes", type=int, help="number of processes in the run")
+    g.add_argument("--process-id", type=int, help="this process's index, 0..num-processes-1")
+    g.add_argument(
+        "--distributed-timeout",
+        type=int,
+        default=300,
+        help="seconds to wait for all processes to join (default: 300)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    # Multi-process launches join JAX's distributed runtime before any JAX work.
+    distributed.initialize_from_env_or_args(
+        args.coordinator, args.num_processes, args.process_id, args.distributed_timeout
+    )
+    config = configuration.load_config(args.config, args.overrides)
+    result = loop.train_and_evaluate(config, args.workdir)
+    print(f"done: checkpoints and metrics.jsonl in {args.workdir}; last metrics {result['last_metrics']}")
+    return 0

@@ -1,0 +1,70 @@
+"""The training data switch: procedural batches ("generated") or the prn_300w_lp tfds dataset
+("tfds", through `input_pipeline`), and the UV geometry the step needs (region labels for the
+weight map; the model and raster when maps are rendered on the device).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import jax
+import numpy as np
+
+from prn_jax import configuration
+from prn_jax.data import generated, input_pipeline
+from prn_jax.geometry import ground_truth, model_assets
+
+
+def prepare_data_config(config) -> None:
+    """Fill in what the data determines (tfds: the dataset's size sets steps per epoch)."""
+    if config.data.source == "tfds":
+        config.data.num_train_examples = input_pipeline.num_examples(config.data.dir, config)
+    elif config.data.source != "generated":
+        raise configuration.ConfigError(
+            f"config.data.source = {config.data.source!r}: must be 'generated' or 'tfds'")
+
+
+def make_data_iterator(config, num_local_devices: int):
+    """The checkpointable grain iterator of a tfds run (None for generated data, whose batches
+    are a pure function of the step)."""
+    if config.data.source != "tfds":
+        return None
+    return input_pipeline.make_train_loader(
+        config, config.data.dir, process_index=jax.process_index(), process_count=jax.process_count(),
+        num_local_devices=num_local_devices, seed=config.seed)
+
+
+def make_batches(config, start_step: int, num_local_devices: int) -> Iterator[dict]:
+    """This process's share of the generated batches from `start_step` on: (local devices,
+    per-device batch, ...)."""
+    return generated.batches(config.seed, start_step, config.batch_size, num_local_devices,
+                                  config.data.num_train_examples, config.image_size,
+                                  jax.process_index(), jax.process_count())
+
+
+def region_labels(config) -> np.ndarray:
+    """(S, S) UV region labels of the training maps (see `prn_jax.loss`)."""
+    return training_geometry(config)[0]
+
+
+def training_geometry(config) -> tuple[np.ndarray, ground_truth.FitRenderArrays | None]:
+    """(S, S) UV region labels, and the numpy `FitRenderArrays` when the maps are rendered on
+    the device (`config.data.maps_on_device`, which needs BFM.mat + BFM_UV.mat), else None."""
+    on_device = bool(config.data.get("maps_on_device", False))
+    if config.data.source == "generated":
+        if on_device:
+            raise configuration.ConfigError("config.data.maps_on_device = True needs "
+                                            "config.data.source = 'tfds' (generated data has no fits)")
+        return generated.region_labels(config.image_size), None
+    if not config.data.model_dir:
+        raise configuration.ConfigError("config.data.model_dir = '': a tfds run needs the face model "
+                                        "(BFM.mat + BFM_UV.mat or PRNet uv-data) for the weight map")
+    assets, _, model, raster = model_assets.load_assets(config.data.model_dir, config.image_size)
+    if not on_device:
+        return assets.region_labels, None
+    if model is None:
+        raise configuration.ConfigError(
+            f"config.data.maps_on_device = True: {config.data.model_dir} holds PRNet uv-data, which "
+            f"has no morphable model; point config.data.model_dir at BFM.mat + BFM_UV.mat")
+    return assets.region_labels, ground_truth.fit_render_arrays(model, raster)
+

@@ -1,0 +1,176 @@
+"""The training loop: `train_and_evaluate(config, workdir)`, metrics logging, checkpoints and
+the best-on-validation checkpoint.
+
+The loop hands periodic evaluation a state and gets scores back (`evaluation.periodic`); it owns
+every side effect of training (files, logs, checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from prn_jax import configuration
+from prn_jax import loss as loss_lib
+from prn_jax.checkpointing import Checkpointer
+from prn_jax.data import eval_data, train_data
+from prn_jax.evaluation import periodic
+from prn_jax.geometry import model_assets
+from prn_jax.train.trainer import Trainer, stack_dispatch, to_host
+
+
+def make_periodic_eval(config, log: Callable[[str], None]):
+    """evaluate(state) -> {"eval_nme2d_68": ...} on `config.eval_limit` images, or None."""
+    if not config.eval_every_steps:
+        return None
+    if not config.eval_data:
+        raise configuration.ConfigError(
+            "config.eval_data = '': eval_every_steps needs an AFLW2000-3D tfds dir, folder or synth root"
+        )
+    model_dir = config.eval_model_dir or config.data.model_dir
+    assets = model_assets.load_assets(model_dir, config.image_size)[0]
+    examples = eval_data.load_examples(Path(config.eval_data), config.eval_limit)
+    log(
+        f"periodic evaluation every {config.eval_every_steps} steps on {len(examples)} images "
+        f"from {config.eval_data}"
+    )
+    return periodic.make_periodic_evaluator(config, examples, assets)
+
+
+def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Train from scratch or resume from WORKDIR's latest checkpoint.
+
+    Returns {"state", "last_metrics", "trace_count"}: the final state and logged metrics, and how
+    often the step was traced (compiled) during this call: 1, or 0 when this process had already
+    compiled the same programs (see `Trainer`).
+
+    Writes WORKDIR/metrics.jsonl (one line per logged step) and WORKDIR/checkpoints/. The step
+    runs under `jax.transfer_guard("disallow")`: batches are put on the devices explicitly and
+    metrics fetched explicitly, so any hidden host round-trip inside the loop is an error.
+    """
+    workdir = Path(workdir)
+    if jax.process_index() != 0:
+        log = lambda message: None  # noqa: E731 - only process 0 reports
+    if config.compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(config.compilation_cache_dir))
+    train_data.prepare_data_config(config)
+    trainer = Trainer(config)  # validates the config before any compilation
+    traces_before = trainer.trace_count
+    labels, geometry = train_data.training_geometry(config)
+    weights = trainer.place(jnp.asarray(loss_lib.weight_map(labels, config.weight_ratios)))
+    geometry = trainer.place(geometry) if geometry is not None else None
+    periodic_eval = make_periodic_eval(config, log)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt = Checkpointer(workdir, config)
+    data_iterator = train_data.make_data_iterator(config, trainer.num_local_devices)
+    latest = ckpt.latest_step()
+    if latest is None:
+        state = trainer.init_state()
+    else:
+        state = ckpt.restore(latest, trainer.abstract_state(), data_iterator)
+        log(f"resumed from {ckpt.directory / str(latest)}")
+    start = int(to_host(state.step))
+    total = configuration.total_steps(config)
+    k = config.steps_per_dispatch
+    lead = jax.process_index() == 0
+    logger = MetricsLogger(workdir, start, enabled=lead)
+    best = BestCheckpoint(workdir, config, logger.history) if periodic_eval else None
+    batches = (
+        data_iterator
+        if data_iterator is not None
+        else train_data.make_batches(config, start, trainer.num_local_devices)
+    )
+    batches = stack_dispatch(batches, k)
+    log(
+        f"training steps {start}..{total} on {trainer.num_devices} {jax.default_backend()} device(s), "
+        f"global batch {config.batch_size}, {configuration.steps_per_epoch(config)} steps/epoch"
+    )
+    last, t0 = {}, time.perf_counter()
+    for step in range(start, total, k):
+        batch = trainer.place_batch(next(batches))
+        with jax.transfer_guard("disallow"):
+            state, metrics = trainer.step(state, batch, weights, geometry)
+        done = step + k
+        if done % config.log_every_steps == 0 or done == total:
+            last = {k_: float(to_host(v)) for k_, v in metrics.items()}
+            last["seconds"] = round(time.perf_counter() - t0, 3)
+            logger.write(done, last)
+            log(
+                f"step {done}/{total}  loss {last['loss']:.6f}  lr {last['learning_rate']:.2e}  "
+                f"({last['seconds']:.1f}s)"
+            )
+        if periodic_eval and (done % config.eval_every_steps == 0 or done == total):
+            host_state = jax.tree.map(to_host, state)
+            scores = periodic_eval(host_state)
+            logger.write(done, scores)
+            log(f"step {done}/{total}  eval " + "  ".join(f"{n} {v:.4f}" for n, v in scores.items()))
+            best.update(done, scores, state)
+        if done % config.checkpoint_every_steps == 0 or done == total:
+            ckpt.save(done, state, data_iterator)
+    ckpt.close()
+    logger.close()
+    if best:
+        best.close()
+    return {"state": state, "last_metrics": last, "trace_count": trainer.trace_count - traces_before}
+
+
+class MetricsLogger:
+    """Appends {"step": ..., metrics} lines to WORKDIR/metrics.jsonl and writes the same scalars
+    as TensorBoard events (WORKDIR/tensorboard); lines past the resumed step are dropped first."""
+
+    def __init__(self, workdir: Path, start_step: int, enabled: bool = True):
+        self.path = workdir / "metrics.jsonl"
+        self.enabled = enabled
+        self.history = read_log(workdir) if enabled else []
+        self.history = [r for r in self.history if r["step"] <= start_step]
+        self.writer = None
+        if enabled:
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(workdir / "tensorboard"), purge_step=start_step + 1)
+
+    def write(self, step: int, scalars: dict) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, **scalars}
+        self.history.append(record)
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        for name, value in scalars.items():
+            self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+class BestCheckpoint:
+    """Keeps the state with the lowest `BEST_METRIC` in WORKDIR/best (one Orbax step)."""
+
+    def __init__(self, workdir: Path, config, history: list[dict]):
+        self.checkpointer = Checkpointer(workdir, config, keep=1, subdir="best")
+        past = [r[BEST_METRIC] for r in history if BEST_METRIC in r]
+        self.best = min(past) if past else float("inf")
+
+    def update(self, step: int, scores: dict, state) -> None:
+        value = scores.get(BEST_METRIC)
+        if value is not None and value < self.best:
+            self.best = value
+            self.checkpointer.save(step, state)
+
+    def close(self) -> None:
+        self.checkpointer.close()
+
+
+BEST_METRIC = "eval_nme2d_68"
+
+
+def read_log(workdir: str | Path) -> list[dict]:
+    path = Path(workdir) / "metrics.jsonl"
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
