@@ -4,8 +4,7 @@ Run by the main job (`bash scripts/main_job.sh`, i.e. `prn-jax main`), which gen
 synthetic data, builds the tfds datasets and fills in the data paths:
 
   prn-jax train --config configs/cpu_default.py --workdir runs/default/run \
-      --config.data.dir=runs/default/data/tfds --config.data.model_dir=runs/default/data/synth/model \
-      --config.eval_data=runs/default/data/synth/AFLW2000
+      --config.data.dir=runs/default/data/tfds --config.data.model_dir=runs/default/data/synth/model
 """
 
 import ml_collections

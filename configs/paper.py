@@ -57,12 +57,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.worker_count = 0  # grain worker processes (0: threads of this process)
     c.data.prefetch_batches = 2
     c.data.maps_on_device = False  # True: send fits (~1 KB), render the maps in the step (needs BFM.mat)
-    # Periodic evaluation on AFLW2000-3D (68-point NME), logged with the training metrics; the
-    # best checkpoint by eval_nme2d_68 is kept in WORKDIR/best.
+    # Periodic validation (68-point NME) on the training dataset's validation split, held out by
+    # identity (never the test set), logged with the training metrics; the checkpoint with the
+    # lowest val_nme2d_68 is kept in WORKDIR/best (`--checkpoint best`).
     c.eval_every_steps = 0  # 0: off
-    c.eval_data = ""  # tfds dir of aflw2000_3d, an AFLW2000 folder or a synth root
-    c.eval_model_dir = ""  # UV assets for the eval ("" = data.model_dir)
-    c.eval_limit = 64  # images used by the periodic evaluation
+    c.eval_limit = 64  # validation images used
     # Step-time hygiene.
     c.steps_per_dispatch = 1  # >1: scan this many train steps inside one device call
     c.compilation_cache_dir = ""  # persistent XLA compilation cache ("" = off)

@@ -68,21 +68,59 @@ def crop_image(image: np.ndarray, transform: np.ndarray, size: int) -> np.ndarra
     return formats.crop_image(image, transform, size).astype(np.float32) / 255.0
 
 
-def restore_variables(workdir, checkpoint_step: int | None = None):
-    """(config, step, {"params", "batch_stats"}) of a training run's checkpoint (latest default).
+CHECKPOINT_NAMES = ("best", "last")
+
+
+def resolve_checkpoint(workdir, checkpoint: int | str | None = None) -> tuple[Path, str, int]:
+    """(run directory, checkpoint folder ("checkpoints" or "best"), step) named by `checkpoint`.
+
+    Args:
+      workdir: a training run directory, or its best/ folder (then `checkpoint` defaults to best).
+      checkpoint: "last" (default: the latest periodic checkpoint), "best" (the one kept by
+        validation, best/), or a step number (checkpoints/STEP, else best/STEP).
+    """
+    workdir = Path(workdir)
+    if workdir.name == "best" and (workdir.parent / "checkpoints").is_dir():
+        workdir, checkpoint = workdir.parent, "best" if checkpoint is None else checkpoint
+    if not (workdir / "checkpoints").is_dir():
+        raise CheckpointError(f"{workdir}: no checkpoints/ folder (not a prn-jax run directory)")
+    checkpoint = "last" if checkpoint is None else checkpoint
+    steps = {folder: _steps(workdir / folder) for folder in ("checkpoints", "best")}
+    if checkpoint in ("last", "best"):
+        folder = "checkpoints" if checkpoint == "last" else "best"
+        if not steps[folder]:
+            why = "no periodic validation (eval_every_steps = 0)?" if folder == "best" else "no checkpoint"
+            raise CheckpointError(f"{workdir / folder}: no checkpoint ({why}); have {_listing(steps)}")
+        return workdir, folder, max(steps[folder])
+    try:
+        step = int(checkpoint)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"checkpoint {checkpoint!r}: expected best, last or a step number") from None
+    for folder in ("checkpoints", "best"):
+        if step in steps[folder]:
+            return workdir, folder, step
+    raise CheckpointError(f"{workdir}: no checkpoint at step {step}; have {_listing(steps)}")
+
+
+def _steps(directory: Path) -> list[int]:
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _listing(steps: dict[str, list[int]]) -> str:
+    return ", ".join(f"{folder}/ {found or 'none'}" for folder, found in steps.items())
+
+
+def restore_variables(workdir, checkpoint: int | str | None = None):
+    """(config, step, {"params", "batch_stats"}) of a training run's checkpoint
+    (`resolve_checkpoint`: "last" by default, "best", or a step).
 
     The checkpoint's own metadata gives the config; the variables are restored onto one device
     into the state's abstract structure (nothing is initialised or compiled).
     """
-    workdir = Path(workdir)
-    if not (workdir / "checkpoints").is_dir():
-        raise CheckpointError(f"{workdir}: no checkpoints/ folder (not a prn-jax run directory)")
-    probe = Checkpointer(workdir, ml_collections.ConfigDict({"keep_checkpoints": 1}))
-    step = probe.latest_step() if checkpoint_step is None else checkpoint_step
-    if step is None:
-        raise CheckpointError(f"{probe.directory}: no checkpoint")
-    if step not in probe.all_steps():
-        raise CheckpointError(f"{probe.directory}: no checkpoint at step {step} (have {probe.all_steps()})")
+    workdir, folder, step = resolve_checkpoint(workdir, checkpoint)
+    probe = Checkpointer(workdir, ml_collections.ConfigDict({"keep_checkpoints": 1}), subdir=folder)
     config = ml_collections.ConfigDict(probe.read_meta(step)["config"])
     probe.close()
     config.num_devices = 1  # inference restores onto one device whatever the run used
@@ -93,7 +131,7 @@ def restore_variables(workdir, checkpoint_step: int | None = None):
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
         jax.eval_shape(lambda: step_lib.create_train_state(config, model, step_lib.make_optimizer(config))),
     )
-    ckpt = Checkpointer(workdir, config)
+    ckpt = Checkpointer(workdir, config, subdir=folder)
     state = jax.device_get(ckpt.restore(step, abstract))
     ckpt.close()
     return config, step, {"params": state.params, "batch_stats": state.batch_stats}

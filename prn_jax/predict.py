@@ -338,7 +338,7 @@ def output_names(images: Sequence) -> list[str]:
     return names
 
 
-def load_network(workdir=None, checkpoint: int | None = None, weights=None, image_size: int = 256):
+def load_network(workdir=None, checkpoint: int | str | None = None, weights=None, image_size: int = 256):
     """(network, variables, S) from a training run or a weights file (`tf_weights.save_weights`)."""
     if weights is not None:
         width, variables = tf_weights.load_weights(weights, image_size)

@@ -23,7 +23,16 @@ Record format (array_record, readable without TensorFlow through `tfds.data_sour
     from the record alone (`geometry.position_maps_from_fits`, training's `maps_on_device`).
   file_id: text (bytes when read back), e.g. 'AFW_Flip/AFW_134212_1_0'; also the record key.
 
-Offline augmentation (configs `size{S}_aug{K}`): every fit gives its plain example plus K
+Splits, held out by identity (source photo; `prn_jax.data.splits`): 300W-LP's poses of one
+photo and their mirrors are near-duplicates, so all of them go to the same split. An identity
+('AFW_134212_1' for 'AFW[_Flip]/AFW_134212_1_<view>') is in `validation` iff
+crc32(f"{split_seed}/{identity}") mod 10_000 < round(validation_fraction * 10_000) (defaults
+0.05 and 0: about 5% of the photos), else in `train`; the rule depends on the names only, so
+rebuilds and machines agree. Model selection uses `validation`, never AFLW2000-3D (the test
+set). A split with no source files (a tiny set whose few identities all fall on one side) is
+left out: tfds cannot write an empty split.
+
+Offline augmentation (configs `size{S}_aug{K}`): every train fit gives its plain example plus K
 augmented copies (file_id + '#aug{c}'), made by `prn_jax.augment.augmented_copies` with the
 paper's ranges (`AugmentParams()`) from the key fold_in(fold_in(PRNGKey(augment_seed),
 crc32(file_id)), c): the training step's own transforms, fixed once. The crop, map and landmarks
@@ -31,6 +40,7 @@ are augmented; crop_transform becomes (augmentation similarity) @ (crop), so
 `position_maps_from_fits` still reproduces the stored map. A draw whose map leaves the storable
 range [-S/2, 3S/2) is redrawn with index c + a K (a = 1, 2, ...; the copies lean slightly
 away from the most extreme draws); after MAX_REDRAWS it is reported like a bad file.
+`validation` holds plain examples only.
 
 Bad input (`prn_jax.data.formats.FormatError`, naming file and key): an image without its `.mat`
 or the reverse, a missing or undecodable image, a `.mat` without `Pose_Para` / `Shape_Para` /
@@ -54,7 +64,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from prn_jax.data import formats
+from prn_jax.data import formats, splits
 from prn_jax.data.builder_base import BuildReport, FolderBuilderMixin
 
 MAP_SIZES = (256, 128, 64)
@@ -66,13 +76,16 @@ JPEG_QUALITY = 95
 @dataclasses.dataclass
 class Prn300wLpConfig(tfds.core.BuilderConfig):
     """map_size: side S of the crop and of the position map. include_flip: read *_Flip too.
-    augmented_copies: K seeded augmented copies written besides each plain example (seed
-    augment_seed)."""
+    augmented_copies: K seeded augmented copies written besides each plain train example (seed
+    augment_seed). validation_fraction, split_seed: the identities held out in `validation`
+    (module docstring)."""
 
     map_size: int = 256
     include_flip: bool = True
     augmented_copies: int = 0
     augment_seed: int = 0
+    validation_fraction: float = 0.05
+    split_seed: int = 0
 
 
 def _configs():
@@ -83,7 +96,7 @@ def _configs():
                 name=f"size{size}",
                 map_size=size,
                 include_flip=True,
-                description=f"{size}x{size} crops and maps, all 8 folders (122,450 examples)",
+                description=f"{size}x{size} crops and maps, all 8 folders (122,450 in train + validation)",
             )
         )
         configs.append(
@@ -91,7 +104,7 @@ def _configs():
                 name=f"size{size}_noflip",
                 map_size=size,
                 include_flip=False,
-                description=f"{size}x{size} crops and maps, without the *_Flip folders (61,225)",
+                description=f"{size}x{size} crops and maps, without the *_Flip folders (61,225 in all)",
             )
         )
         for copies in AUGMENTED_COPIES:
@@ -101,7 +114,7 @@ def _configs():
                     map_size=size,
                     include_flip=True,
                     augmented_copies=copies,
-                    description=f"size{size} plus {copies} seeded augmented copies of every example",
+                    description=f"size{size} plus {copies} seeded augmented copies of every train example",
                 )
             )
     return configs
@@ -143,6 +156,19 @@ def list_sources(root, include_flip) -> tuple[list, dict, list]:
         counts[name] = len(found)
         problems += unpaired
     return pairs, counts, problems
+
+
+def file_id_of(root, image_path) -> str:
+    """The record key of an image: '<folder>/<stem>' relative to the 300W_LP `root`."""
+    return Path(image_path).relative_to(root).with_suffix("").as_posix()
+
+
+def split_pairs(pairs, root, fraction, seed) -> dict[str, list]:
+    """{'train': [(image, mat)], 'validation': [...]}: `pairs` by their identity's split."""
+    by_split = {splits.TRAIN: [], splits.VALIDATION: []}
+    for image_path, mat_path in pairs:
+        by_split[splits.split_of(file_id_of(root, image_path), fraction, seed)].append((image_path, mat_path))
+    return by_split
 
 
 class ExampleMaker:
@@ -203,7 +229,7 @@ class ExampleMaker:
                 except ValueError as error:
                     problems.append(formats.FormatError(mat_path, "position_map", str(error)))
                     continue
-                file_id = image_path.relative_to(self.root).with_suffix("").as_posix()
+                file_id = file_id_of(self.root, image_path)
                 crop_pixels = formats.crop_image(pixels, transform, self.size)
                 fields = {
                     "pose": fit.pose,
@@ -321,14 +347,16 @@ class Prn300wLp(FolderBuilderMixin, tfds.core.GeneratorBasedBuilder):
       model_dir: folder with BFM.mat + BFM_UV.mat (default: <manual dir>/model).
       skip_invalid: skip and report bad source files instead of failing.
       workers: processes generating examples (default: all cores). batch_size: fits per batch.
-    After `download_and_prepare`, `build_report` says what was found and skipped.
+    After `download_and_prepare`, `build_report` says what was found and skipped (`examples`:
+    both splits, augmented copies included). Splits: 'train', 'validation' (module docstring).
     """
 
     name = "prn_300w_lp"
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "Position maps from 300W-LP fits (face3d conventions).",
         "1.1.0": "image_height field; size{S}_aug{K} offline augmented configs.",
+        "1.2.0": "validation split held out by source photo.",
     }
     BUILDER_CONFIGS = _configs()
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -381,8 +409,15 @@ class Prn300wLp(FolderBuilderMixin, tfds.core.GeneratorBasedBuilder):
         self.build_report = BuildReport(images_per_folder=counts)
         self.build_report.record(problems, self.skip_invalid)
         config = self.builder_config
-        maker_args = (*paths, config.map_size, root, config.augmented_copies, config.augment_seed)
-        return {"train": self._generate_examples(pairs, maker_args)}
+        by_split = split_pairs(pairs, root, config.validation_fraction, config.split_seed)
+        copies = {splits.TRAIN: config.augmented_copies, splits.VALIDATION: 0}  # train only
+        return {
+            split: self._generate_examples(
+                members, (*paths, config.map_size, root, copies[split], config.augment_seed)
+            )
+            for split, members in by_split.items()
+            if members  # tfds cannot write an empty split
+        }
 
     def _generate_examples(self, pairs, maker_args):
         for examples, problems in make_examples(pairs, maker_args, self.batch_size, self.workers):

@@ -13,7 +13,12 @@ HELP = "evaluate a checkpoint on AFLW2000-3D (metrics.json, Table-1 markdown, CE
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", required=True, help="training run directory")
-    parser.add_argument("--checkpoint", type=int, default=None, help="step to evaluate (default: latest)")
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=None,
+        help="best (chosen on validation), last or a step; repeat for several rows (default: last)",
+    )
     parser.add_argument(
         "--data",
         required=True,
@@ -24,7 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="BFM.mat + BFM_UV.mat folder or PRNet uv-data folder (default: DATA/model or DATA/../model)",
     )
-    parser.add_argument("--out", default=None, help="output folder (default: WORKDIR/eval/STEP)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: WORKDIR/eval/<synthetic|real>-<data name>-<fingerprint>/<checkpoints>)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument(
         "--balanced",
         action="store_true",
@@ -47,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             limit=args.limit,
             seed=args.seed,
+            overwrite=args.overwrite,
         )
-    except (CheckpointError, FileNotFoundError, KeyError, ValueError) as e:
+    except (CheckpointError, FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
         print(f"prn-jax eval: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -40,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--workdir", help="training run directory (checkpoints/)")
     source.add_argument("--weights", help="weights file from `prn-jax import-weights` (.npz)")
-    parser.add_argument("--checkpoint", type=int, default=None, help="run step to use (default: latest)")
+    parser.add_argument(
+        "--checkpoint", default=None, help="best (chosen on validation), last or a step (default: last)"
+    )
     parser.add_argument(
         "--image-size",
         type=int,

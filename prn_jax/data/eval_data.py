@@ -17,13 +17,17 @@ Example interface (decoded numpy, one dict per image; what these sources and tes
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from prn_jax.data import formats
-from prn_jax.geometry import crop, face_model as fm, ground_truth, uv_raster
+from prn_jax.data import formats, input_pipeline
+from prn_jax.geometry import crop, ground_truth, uv_raster
+from prn_jax.geometry import face_model as fm
 
 
 def read_aflw_sample(image_path, mat_path) -> dict:
@@ -32,9 +36,15 @@ def read_aflw_sample(image_path, mat_path) -> dict:
     annotation = formats.read_aflw2000_annotation(mat_path)
     _, pixels = formats.read_rgb_image(image_path)
     fit = annotation.fit
-    return {"image": pixels, "pt3d_68": annotation.pt3d_68, "yaw_deg": fit.yaw_degrees,
-            "file_id": Path(image_path).stem, "pose_para": fit.pose, "shape_para": fit.shape_para,
-            "exp_para": fit.exp_para}
+    return {
+        "image": pixels,
+        "pt3d_68": annotation.pt3d_68,
+        "yaw_deg": fit.yaw_degrees,
+        "file_id": Path(image_path).stem,
+        "pose_para": fit.pose,
+        "shape_para": fit.shape_para,
+        "exp_para": fit.exp_para,
+    }
 
 
 def examples_from_folder(folder, limit: int | None = None) -> Iterator[dict]:
@@ -73,8 +83,9 @@ def examples_from_tfds(directory) -> Sequence[dict]:
     return _Decoded()
 
 
-def with_fit_maps(examples: Iterable[Mapping], model: fm.FaceModel, raster: uv_raster.UVRaster
-                  ) -> Iterator[dict]:
+def with_fit_maps(
+    examples: Iterable[Mapping], model: fm.FaceModel, raster: uv_raster.UVRaster
+) -> Iterator[dict]:
     """Adds "position_map" (image pixels, z of the fit up to a shift) from each example's
     shape_para / exp_para / pose_para (face3d chain, `ground_truth.fit_to_position_maps`)."""
     matrix = uv_raster.raster_matrix(raster, model.num_vertices)
@@ -82,10 +93,22 @@ def with_fit_maps(examples: Iterable[Mapping], model: fm.FaceModel, raster: uv_r
         if "position_map" in example or "shape_para" not in example:
             yield dict(example)
             continue
+        for key, basis in (("shape_para", model.shape_basis), ("exp_para", model.exp_basis)):
+            if np.size(example[key]) != basis.shape[-1]:
+                raise ValueError(
+                    f"{example.get('file_id', 'example')}: {key} has {np.size(example[key])} coefficients "
+                    f"but the face model has {basis.shape[-1]}: pass the model the fits were made with "
+                    f"(--model)"
+                )
         maps, transform = ground_truth.fit_to_position_maps(
-            model, raster, np.reshape(example["shape_para"], (1, -1)),
-            np.reshape(example["exp_para"], (1, -1)), np.reshape(example["pose_para"], (1, 7)),
-            image_height=np.shape(example["image"])[0], matrix=matrix)
+            model,
+            raster,
+            np.reshape(example["shape_para"], (1, -1)),
+            np.reshape(example["exp_para"], (1, -1)),
+            np.reshape(example["pose_para"], (1, 7)),
+            image_height=np.shape(example["image"])[0],
+            matrix=matrix,
+        )
         out = dict(example)
         out["position_map"] = np.asarray(crop.uncrop(maps[0], transform[0]), np.float32)
         yield out
@@ -103,6 +126,86 @@ def load_examples(data: Path, limit: int | None) -> list[dict]:
     if (data / "dataset_info.json").is_file():
         source = examples_from_tfds(data)
         return [source[i] for i in range(len(source) if limit is None else min(limit, len(source)))]
+    return list(examples_from_folder(resolve(data), limit))
+
+
+def resolve(data: Path) -> Path:
+    """The folder evaluation reads: a synth root's AFLW2000/, else `data` itself."""
+    data = Path(data)
     if (data / "AFLW2000").is_dir() and not any(data.glob("*.mat")):
-        data = data / "AFLW2000"
-    return list(examples_from_folder(data, limit))
+        return data / "AFLW2000"
+    return data
+
+
+SYNTHETIC_MARKER = "prn_jax_synthetic.json"  # written by `prn-jax synth` at its root, copied by `build`
+
+
+def is_synthetic(data: Path) -> bool:
+    """True when `data` (an AFLW2000 folder, a synth root or a tfds dataset directory) or a folder
+    above it carries the synthetic-data marker."""
+    data = Path(data).resolve()
+    return any((folder / SYNTHETIC_MARKER).is_file() for folder in [data, *list(data.parents)[:4]])
+
+
+def describe(data: Path) -> dict:
+    """{"name", "kind" ("synthetic" or "real"), "fingerprint"} of an evaluation data path.
+
+    The fingerprint (12 hex digits of a SHA-256) covers every file's relative path and size and
+    the bytes of the annotations (`.mat` files) or of a tfds dataset's `dataset_info.json` and
+    records, so two different datasets never share it and a rebuilt identical one keeps it.
+    """
+    data = Path(data)
+    digest = hashlib.sha256()
+    tfds_dir = (data / "dataset_info.json").is_file()
+    for path in sorted(p for p in data.rglob("*") if p.is_file()):
+        rel = path.relative_to(data).as_posix()
+        digest.update(f"{rel}\0{path.stat().st_size}\0".encode())
+        if path.suffix == ".mat" or (tfds_dir and path.name != "dataset_info.json"):
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    if tfds_dir:
+        info = json.loads((data / "dataset_info.json").read_text())
+        name = f"{info.get('name', data.parent.parent.name)}-{info.get('configName', data.parent.name)}"
+    else:
+        name = data.name
+    return {
+        "name": name,
+        "kind": "synthetic" if is_synthetic(data) else "real",
+        "fingerprint": digest.hexdigest()[:12],
+    }
+
+
+VALIDATION_SPLIT = "validation"
+
+
+def validation_examples(config, limit: int | None = None) -> list[dict]:
+    """The first `limit` records of the training dataset's validation split (prn_300w_lp, held out
+    by identity: `prn_jax.data.splits`) as example dicts in the frame of their crop: "image"
+    (S, S, 3) uint8 crop, "pt3d_68" its landmarks, "position_map" its map (crop pixels, no
+    "crop_transform": the crop is the image), "yaw_deg" from the fit's pose, "file_id".
+
+    Raises FileNotFoundError naming the dataset when it has no validation split (built before
+    prn_300w_lp 1.2.0, or from so few source photos that none was held out).
+    """
+    settings = dataclasses.replace(input_pipeline.DataSettings.from_config(config), split=VALIDATION_SPLIT)
+    try:
+        source = input_pipeline.open_source(settings.dir, settings)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"{settings.dir}: {settings.builder}/{settings.builder_config} has no {VALIDATION_SPLIT} split "
+            f"(built before prn_300w_lp 1.2.0, or from too few source photos for one to be held out: "
+            f"rebuild, or use more photos)"
+        ) from e
+    out = []
+    for i in range(len(source) if limit is None else min(limit, len(source))):
+        record = source[i]
+        file_id = record["file_id"]
+        out.append(
+            {
+                "image": np.asarray(record["image"]),
+                "pt3d_68": np.asarray(record["landmarks"], np.float64),
+                "position_map": record["position_map"],
+                "yaw_deg": float(np.degrees(record["pose"][1])),
+                "file_id": file_id.decode() if isinstance(file_id, bytes) else str(file_id),
+            }
+        )
+    return out

@@ -9,7 +9,7 @@ of (seed, example index), so a run resumed at any step sees exactly the same bat
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -26,7 +26,7 @@ def example(seed: int, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     uu, vv = np.meshgrid(grid, grid)
     uv = np.stack([uu, vv], -1)
     xy = uv @ rot.T + centre
-    z = scale * 0.3 * np.exp(-8 * (uu ** 2 + vv ** 2))
+    z = scale * 0.3 * np.exp(-8 * (uu**2 + vv**2))
     pos = np.concatenate([xy, z[..., None]], -1).astype(np.float32)
     # Image: each pixel looks up its UV through the inverse similarity.
     px = np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1).astype(np.float64)
@@ -42,18 +42,28 @@ def batch_indices(seed: int, step: int, global_batch: int, num_examples: int) ->
     per_epoch = num_examples // global_batch
     epoch, offset = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(num_examples)
-    return order[offset * global_batch:(offset + 1) * global_batch]
+    return order[offset * global_batch : (offset + 1) * global_batch]
 
 
-def batches(seed: int, start_step: int, global_batch: int, num_local_devices: int, num_examples: int,
-            size: int, process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+def batches(
+    seed: int,
+    start_step: int,
+    global_batch: int,
+    num_local_devices: int,
+    num_examples: int,
+    size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
     """This process's share of the batches from `start_step` on: {'image', 'pos_map'} shaped
     (local devices, per-device batch, S, S, 3). Process p takes the p-th contiguous slice of each
     global batch, so N processes together see exactly the single-process batches."""
     local = global_batch // process_count
     step = start_step
     while True:
-        idx = batch_indices(seed, step, global_batch, num_examples)[process_index * local:(process_index + 1) * local]
+        idx = batch_indices(seed, step, global_batch, num_examples)[
+            process_index * local : (process_index + 1) * local
+        ]
         images, maps = zip(*(example(seed, int(i), size) for i in idx))
         shape = (num_local_devices, local // num_local_devices, size, size, 3)
         yield {"image": np.stack(images).reshape(shape), "pos_map": np.stack(maps).reshape(shape)}
@@ -66,7 +76,7 @@ def region_labels(size: int) -> np.ndarray:
     grid = (np.arange(size) + 0.5) / size - 0.5
     uu, vv = np.meshgrid(grid, grid)
     labels = np.full((size, size), 2, np.int32)
-    labels[uu ** 2 + vv ** 2 < 0.15 ** 2] = 1
+    labels[uu**2 + vv**2 < 0.15**2] = 1
     labels[np.maximum(np.abs(uu), np.abs(vv)) > 0.45] = 3
     kpt = np.linspace(size * 0.15, size * 0.85, 8).astype(int)
     labels[np.ix_(kpt, kpt)] = 0

@@ -33,11 +33,9 @@ a JSON-able position, and `checkpoint_args_save` / `checkpoint_args_restore` wra
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -92,16 +90,19 @@ class ProcessOrder:
     (L = G / P examples per process and step); step s is batch s mod E of epoch s // E.
     """
 
-    def __init__(self, num_records: int, global_batch: int, process_index: int,
-                 process_count: int, seed: int):
+    def __init__(
+        self, num_records: int, global_batch: int, process_index: int, process_count: int, seed: int
+    ):
         if not 0 <= process_index < process_count:
             raise ValueError(f"process_index {process_index} not in [0, {process_count})")
         if global_batch % process_count:
-            raise ValueError(f"config.batch_size = {global_batch}: not a multiple of the "
-                             f"{process_count} processes")
+            raise ValueError(
+                f"config.batch_size = {global_batch}: not a multiple of the {process_count} processes"
+            )
         if num_records < global_batch:
-            raise ValueError(f"{num_records} records are fewer than one global batch "
-                             f"(config.batch_size = {global_batch})")
+            raise ValueError(
+                f"{num_records} records are fewer than one global batch (config.batch_size = {global_batch})"
+            )
         self.num_records, self.global_batch, self.seed = num_records, global_batch, seed
         self.process_index = process_index
         self.local_batch = global_batch // process_count
@@ -141,7 +142,8 @@ def open_source(data_dir: str | Path, settings: DataSettings):
     except Exception as e:  # noqa: BLE001 - tfds raises several types for a missing dataset
         raise FileNotFoundError(
             f"{data_dir}: tfds dataset {name!r} split {settings.split!r} not readable "
-            f"(build it with `prn-jax build --data-dir {data_dir}`): {e}") from e
+            f"(build it with `prn-jax build --data-dir {data_dir}`): {e}"
+        ) from e
 
 
 def num_examples(data_dir: str | Path | None, config: Any) -> int:
@@ -158,16 +160,17 @@ class ReadExample(grain.transforms.Map):
     """
 
     def __init__(self, source, image_size: int, maps_on_device: bool, name: str):
-        self.source, self.size, self.maps_on_device, self.name = (
-            source, image_size, maps_on_device, name)
+        self.source, self.size, self.maps_on_device, self.name = (source, image_size, maps_on_device, name)
 
     def map(self, index: int) -> dict[str, np.ndarray]:
         record = self.source[index]
         image = np.asarray(record["image"])
         if image.shape != (self.size, self.size, 3) or image.dtype != np.uint8:
-            raise formats.FormatError(f"{self.name}[{index}]", "image",
-                                      f"{image.dtype}{image.shape}, config.image_size needs "
-                                      f"uint8({self.size}, {self.size}, 3)")
+            raise formats.FormatError(
+                f"{self.name}[{index}]",
+                "image",
+                f"{image.dtype}{image.shape}, config.image_size needs uint8({self.size}, {self.size}, 3)",
+            )
         out = {"image": image}
         if self.maps_on_device:
             out.update({k: np.asarray(record[k], np.float32) for k in PARAM_FIELDS})
@@ -178,16 +181,21 @@ class ReadExample(grain.transforms.Map):
 
 def split_devices(batch: dict[str, np.ndarray], num_devices: int) -> dict[str, np.ndarray]:
     """(L, ...) arrays -> (num_devices, L / num_devices, ...): device d gets examples d*B..."""
-    return {k: v.reshape((num_devices, v.shape[0] // num_devices) + v.shape[1:])
-            for k, v in batch.items()}
+    return {k: v.reshape((num_devices, v.shape[0] // num_devices) + v.shape[1:]) for k, v in batch.items()}
 
 
 # ---------------------------------------------------------------------------------------- loader
 
 
-def make_train_loader(config: Any, data_dir: str | Path | None = None, *, process_index: int = 0,
-                      process_count: int = 1, num_local_devices: int = 1,
-                      seed: int | None = None) -> grain.DatasetIterator:
+def make_train_loader(
+    config: Any,
+    data_dir: str | Path | None = None,
+    *,
+    process_index: int = 0,
+    process_count: int = 1,
+    num_local_devices: int = 1,
+    seed: int | None = None,
+) -> grain.DatasetIterator:
     """This process's endless iterator of training batches (see the module docstring).
 
     Args:
@@ -207,22 +215,33 @@ def make_train_loader(config: Any, data_dir: str | Path | None = None, *, proces
     source = open_source(data_dir, settings)
     order = ProcessOrder(len(source), int(config["batch_size"]), process_index, process_count, seed)
     if order.local_batch % num_local_devices:
-        raise ValueError(f"config.batch_size = {config['batch_size']}: the {order.local_batch} "
-                         f"examples per process do not split over {num_local_devices} devices")
+        raise ValueError(
+            f"config.batch_size = {config['batch_size']}: the {order.local_batch} "
+            f"examples per process do not split over {num_local_devices} devices"
+        )
     name = f"{data_dir}/{settings.builder}/{settings.builder_config}/{settings.split}"
     read = ReadExample(source, int(config["image_size"]), settings.maps_on_device, name)
     # Batches are formed before the read threads / worker processes split the work (each
     # batch is read and decoded by one of them), so the batches do not depend on their number.
-    dataset = (grain.MapDataset.source(order).map(read)
-               .batch(order.local_batch, drop_remainder=True)
-               .map(functools.partial(split_devices, num_devices=num_local_devices))
-               .to_iter_dataset(grain.ReadOptions(
-                   num_threads=settings.num_threads,
-                   prefetch_buffer_size=max(settings.num_threads, settings.prefetch_batches))))
+    dataset = (
+        grain.MapDataset.source(order)
+        .map(read)
+        .batch(order.local_batch, drop_remainder=True)
+        .map(functools.partial(split_devices, num_devices=num_local_devices))
+        .to_iter_dataset(
+            grain.ReadOptions(
+                num_threads=settings.num_threads,
+                prefetch_buffer_size=max(settings.num_threads, settings.prefetch_batches),
+            )
+        )
+    )
     if settings.worker_count > 0:
         _mark_absl_flags_parsed()
-        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
-            num_workers=settings.worker_count, per_worker_buffer_size=settings.prefetch_batches))
+        dataset = dataset.mp_prefetch(
+            grain.MultiprocessingOptions(
+                num_workers=settings.worker_count, per_worker_buffer_size=settings.prefetch_batches
+            )
+        )
     return iter(dataset)
 
 

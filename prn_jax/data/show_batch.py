@@ -3,8 +3,6 @@ landmarks read from the augmented maps (`prn-jax show-batch`)."""
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 from pathlib import Path
 
@@ -25,14 +23,17 @@ def default_model_dir(data_dir: Path) -> Path:
     for folder in candidates:
         if (folder / "BFM.mat").is_file() and (folder / "BFM_UV.mat").is_file():
             return folder
-    raise FileNotFoundError("no BFM.mat + BFM_UV.mat in " + ", ".join(map(str, candidates))
-                            + "; pass --model DIR")
+    raise FileNotFoundError(
+        "no BFM.mat + BFM_UV.mat in " + ", ".join(map(str, candidates)) + "; pass --model DIR"
+    )
 
 
 def train_keys(seed: int, global_batch: int, count: int):
     """(count,) PRNG keys of the first `count` examples of a run (`augment.train_example_key`)."""
     n = np.arange(count)
-    return jax.vmap(augment.train_example_key, in_axes=(None, 0, 0))(seed, n // global_batch, n % global_batch)
+    return jax.vmap(augment.train_example_key, in_axes=(None, 0, 0))(
+        seed, n // global_batch, n % global_batch
+    )
 
 
 def augmented_examples(config, data_dir, num: int, params):
@@ -52,8 +53,7 @@ def augmented_examples(config, data_dir, num: int, params):
     images = np.concatenate(images)[:num].astype(np.float32) / 255.0
     maps = np.concatenate(maps)[:num]
     keys = train_keys(int(config.seed), int(config.batch_size), num)
-    apply = jax.jit(jax.vmap(augment.augment_example, in_axes=(0, 0, 0, None)),
-                    static_argnums=3)
+    apply = jax.jit(jax.vmap(augment.augment_example, in_axes=(0, 0, 0, None)), static_argnums=3)
     images, maps = apply(keys, images, maps, params)
     return np.asarray(images), np.asarray(maps)
 
@@ -74,7 +74,6 @@ def draw_grid(images: np.ndarray, landmarks: np.ndarray, tile: int = TILE) -> Im
         view = Image.fromarray(pixels).resize((tile, tile), Image.BILINEAR)
         draw = ImageDraw.Draw(view)
         for x, y in (landmarks[n, :, :2] + 0.5) * scale - 0.5:
-            draw.ellipse((x - DOT_RADIUS, y - DOT_RADIUS, x + DOT_RADIUS, y + DOT_RADIUS),
-                         fill=(0, 255, 0))
+            draw.ellipse((x - DOT_RADIUS, y - DOT_RADIUS, x + DOT_RADIUS, y + DOT_RADIUS), fill=(0, 255, 0))
         sheet.paste(view, ((n % cols) * tile, (n // cols) * tile))
     return sheet

@@ -5,7 +5,7 @@ weight map; the model and raster when maps are rendered on the device).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import jax
 import numpy as np
@@ -21,7 +21,8 @@ def prepare_data_config(config) -> None:
         config.data.num_train_examples = input_pipeline.num_examples(config.data.dir, config)
     elif config.data.source != "generated":
         raise configuration.ConfigError(
-            f"config.data.source = {config.data.source!r}: must be 'generated' or 'tfds'")
+            f"config.data.source = {config.data.source!r}: must be 'generated' or 'tfds'"
+        )
 
 
 def make_data_iterator(config, num_local_devices: int):
@@ -30,16 +31,28 @@ def make_data_iterator(config, num_local_devices: int):
     if config.data.source != "tfds":
         return None
     return input_pipeline.make_train_loader(
-        config, config.data.dir, process_index=jax.process_index(), process_count=jax.process_count(),
-        num_local_devices=num_local_devices, seed=config.seed)
+        config,
+        config.data.dir,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        num_local_devices=num_local_devices,
+        seed=config.seed,
+    )
 
 
 def make_batches(config, start_step: int, num_local_devices: int) -> Iterator[dict]:
     """This process's share of the generated batches from `start_step` on: (local devices,
     per-device batch, ...)."""
-    return generated.batches(config.seed, start_step, config.batch_size, num_local_devices,
-                                  config.data.num_train_examples, config.image_size,
-                                  jax.process_index(), jax.process_count())
+    return generated.batches(
+        config.seed,
+        start_step,
+        config.batch_size,
+        num_local_devices,
+        config.data.num_train_examples,
+        config.image_size,
+        jax.process_index(),
+        jax.process_count(),
+    )
 
 
 def region_labels(config) -> np.ndarray:
@@ -53,18 +66,22 @@ def training_geometry(config) -> tuple[np.ndarray, ground_truth.FitRenderArrays 
     on_device = bool(config.data.get("maps_on_device", False))
     if config.data.source == "generated":
         if on_device:
-            raise configuration.ConfigError("config.data.maps_on_device = True needs "
-                                            "config.data.source = 'tfds' (generated data has no fits)")
+            raise configuration.ConfigError(
+                "config.data.maps_on_device = True needs "
+                "config.data.source = 'tfds' (generated data has no fits)"
+            )
         return generated.region_labels(config.image_size), None
     if not config.data.model_dir:
-        raise configuration.ConfigError("config.data.model_dir = '': a tfds run needs the face model "
-                                        "(BFM.mat + BFM_UV.mat or PRNet uv-data) for the weight map")
+        raise configuration.ConfigError(
+            "config.data.model_dir = '': a tfds run needs the face model "
+            "(BFM.mat + BFM_UV.mat or PRNet uv-data) for the weight map"
+        )
     assets, _, model, raster = model_assets.load_assets(config.data.model_dir, config.image_size)
     if not on_device:
         return assets.region_labels, None
     if model is None:
         raise configuration.ConfigError(
             f"config.data.maps_on_device = True: {config.data.model_dir} holds PRNet uv-data, which "
-            f"has no morphable model; point config.data.model_dir at BFM.mat + BFM_UV.mat")
+            f"has no morphable model; point config.data.model_dir at BFM.mat + BFM_UV.mat"
+        )
     return assets.region_labels, ground_truth.fit_render_arrays(model, raster)
-

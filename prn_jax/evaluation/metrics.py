@@ -40,10 +40,16 @@ def _check_dims(dims: int) -> None:
         raise ValueError(f"dims: expected 2 or 3, got {dims!r}")
 
 
-def _box_size(kpts_2d: jax.Array) -> jax.Array:
-    """sqrt(w * h) of the axis-aligned box of (N, K, >=2) points -> (N,)."""
+NORMALISERS = ("box", "diagonal")
+
+
+def _box_size(kpts_2d: jax.Array, normaliser: str = "box") -> jax.Array:
+    """(N, K, >=2) points -> (N,): sqrt(w * h) of their axis-aligned box ("box", PRNet's and
+    3DDFA's normaliser) or its diagonal sqrt(w^2 + h^2) ("diagonal", used by some papers)."""
     xy = kpts_2d[..., :2]
     wh = jnp.max(xy, axis=-2) - jnp.min(xy, axis=-2)
+    if normaliser == "diagonal":
+        return jnp.sqrt(wh[..., 0] ** 2 + wh[..., 1] ** 2)
     return jnp.sqrt(wh[..., 0] * wh[..., 1])
 
 
@@ -61,26 +67,29 @@ def _mean_point_error(pred: jax.Array, gt: jax.Array, dims: int) -> jax.Array:
     return jnp.mean(jnp.linalg.norm(pred - gt, axis=-1), axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames="dims")
-def _nme(pred, gt, gt_kpts, dims):
-    return _mean_point_error(pred, gt, dims) / _box_size(gt_kpts)
+@functools.partial(jax.jit, static_argnames=("dims", "normaliser"))
+def _nme(pred, gt, gt_kpts, dims, normaliser="box"):
+    return _mean_point_error(pred, gt, dims) / _box_size(gt_kpts, normaliser)
 
 
-def nme_68(pred, gt, dims: int = 2) -> jax.Array:
+def nme_68(pred, gt, dims: int = 2, normaliser: str = "box") -> jax.Array:
     """68-point normalised mean error, per sample.
 
     Args:
       pred: (N, 68, >=dims) float, predicted landmarks, original image pixels.
       gt: (N, 68, >=dims) float, ground-truth landmarks (AFLW2000-3D `pt3d_68` transposed).
       dims: 2 (x, y) or 3 (x, y, z with each sample's pred z and gt z shifted to min 0).
+      normaliser: "box" (sqrt(w * h) of the GT 68-point x-y box) or "diagonal" (its diagonal).
 
     Returns:
-      (N,) float32: mean per-point L2 error / sqrt(w * h) of the GT 68-point x-y box.
+      (N,) float32: mean per-point L2 error / the normaliser.
     """
     _check_dims(dims)
     _check_points("pred", pred, 3, NUM_LANDMARKS, dims)
     _check_points("gt", gt, 3, NUM_LANDMARKS, dims)
-    return _nme(pred, gt, gt, dims)
+    if normaliser not in NORMALISERS:
+        raise ValueError(f"normaliser: expected one of {NORMALISERS}, got {normaliser!r}")
+    return _nme(pred, gt, gt, dims, normaliser)
 
 
 def dense_nme(pred_pts, gt_pts, gt_kpts_2d, dims: int = 2) -> jax.Array:

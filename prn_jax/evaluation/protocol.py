@@ -37,11 +37,15 @@ from prn_jax.geometry import uv_assets as uv_assets_lib
 from prn_jax.inference import PredictFn, crop_image
 
 # Metric keys, in prn_jax.evaluation.report.METRIC_COLUMNS order.
-LANDMARK_METRICS = ("nme2d_68", "nme3d_68")
+LANDMARK_METRICS = ("nme2d_68", "nme3d_68", "nme2d_68_diag")  # _diag: box-diagonal normaliser
 DENSE_METRICS = ("nme2d_dense", "nme3d_dense")
 RECONSTRUCTION_METRIC = "reconstruction"
 ALL_METRICS = LANDMARK_METRICS + DENSE_METRICS + (RECONSTRUCTION_METRIC,)
 RECONSTRUCTION_POINTS = 4000  # dense points (same UV pixels in prediction and GT) fed to ICP
+# Largest median 2D NME between ground-truth maps' landmarks and pt3d_68 for which dense and
+# reconstruction errors are reported (`ground_truth_landmark_errors`; BUILD_NOTES, "Evaluation",
+# has the values measured on synthetic and real data).
+GT_LANDMARK_TOLERANCE = 0.03
 
 
 def crop_transforms(pt3d_68: np.ndarray, size: int, scale: float = crop.LANDMARK_SCALE) -> np.ndarray:
@@ -81,6 +85,24 @@ def gt_image_map(example: Mapping, size: int, name: str) -> np.ndarray | None:
     return pos
 
 
+def ground_truth_landmark_errors(examples: Iterable[Mapping], assets: uv_assets_lib.UVAssets) -> np.ndarray:
+    """(M,) 2D NME between each ground-truth map's 68 landmarks (read at the keypoint UV pixels)
+    and the annotated pt3d_68, over the M examples that have a map. A map rendered from fits
+    through the face model they were fitted with lands close (GT_LANDMARK_TOLERANCE); fits pushed
+    through another model land far off, and their dense and reconstruction "ground truth" is then
+    wrong."""
+    errors = []
+    for i, ex in enumerate(examples):
+        name = _check_example(ex, i)
+        gt_map = gt_image_map(ex, assets.size, name)
+        if gt_map is None:
+            continue
+        kpts = mesh_io.landmarks_from_position_map(gt_map.astype(np.float64), np.asarray(assets.kpt_uv))
+        gt = np.asarray(ex["pt3d_68"], np.float64)
+        errors.append(float(metrics.nme_68(kpts[None], gt[None], dims=2)[0]))
+    return np.asarray(errors, np.float64)
+
+
 def _subsample(face_indices: np.ndarray, count: int, seed: int) -> np.ndarray:
     if count >= len(face_indices):
         return np.arange(len(face_indices))
@@ -103,7 +125,7 @@ def evaluate(
     predict_fn: PredictFn,
     assets: uv_assets_lib.UVAssets,
     batch_size: int = 16,
-    crop_scale: float = crop.LANDMARK_SCALE,
+    crop_scale: float | None = crop.LANDMARK_SCALE,
     reconstruction_points: int | None = RECONSTRUCTION_POINTS,
     icp_similarity: bool = False,
     seed: int = 0,
@@ -115,7 +137,8 @@ def evaluate(
       predict_fn: crops (B, S, S, 3) float32 [0, 1] -> (B, S, S, 3) crop-pixel maps.
       assets: UV assets at S (keypoint pixels, face-mask indices).
       batch_size: images per `predict_fn` call.
-      crop_scale: box enlargement of the crop (1.6: PRNet on landmarks).
+      crop_scale: box enlargement of the crop (1.6: PRNet on landmarks); None: the images are
+        already crops at the map size S (a validation split's records) and are used as they are.
       reconstruction_points: dense points per image fed to ICP (the same seeded UV-pixel subset
         of prediction and GT, for speed); None: all face-mask points; 0: no reconstruction error.
       icp_similarity: similarity (scale too) instead of rigid ICP.
@@ -137,7 +160,10 @@ def evaluate(
         names = [_check_example(ex, count + i) for i, ex in enumerate(batch)]
         count += len(batch)
         gt = np.stack([np.asarray(ex["pt3d_68"], np.float64) for ex in batch])
-        transforms = crop_transforms(gt, size, crop_scale)
+        if crop_scale is None:
+            transforms = np.broadcast_to(np.eye(3), (len(batch), 3, 3))
+        else:
+            transforms = crop_transforms(gt, size, crop_scale)
         crops = np.stack([crop_image(ex["image"], t, size) for ex, t in zip(batch, transforms)])
         pred_crop = np.asarray(predict_fn(crops), np.float64)
         if pred_crop.shape != (len(batch), size, size, 3):
@@ -146,6 +172,9 @@ def evaluate(
         pred_kpt = mesh_io.landmarks_from_position_map(pred, kpt_uv)
         errors["nme2d_68"] += np.asarray(metrics.nme_68(pred_kpt, gt, dims=2), np.float64).tolist()
         errors["nme3d_68"] += np.asarray(metrics.nme_68(pred_kpt, gt, dims=3), np.float64).tolist()
+        errors["nme2d_68_diag"] += np.asarray(
+            metrics.nme_68(pred_kpt, gt, dims=2, normaliser="diagonal"), np.float64
+        ).tolist()
         pred_dense = mesh_io.vertices_from_position_map(pred, face_indices)
         for i, (ex, name) in enumerate(zip(batch, names)):
             gt_map = gt_image_map(ex, size, name)

@@ -21,6 +21,7 @@ complete, so a rerun skips complete samples and rewrites (identically) any parti
 
 import functools
 import io
+import json
 import multiprocessing
 import os
 import tempfile
@@ -31,6 +32,7 @@ import scipy.io
 from PIL import Image
 from tqdm import tqdm
 
+from prn_jax.data import eval_data
 from prn_jax.geometry import face_model as fm
 from prn_jax.synth import render, sampling, scene
 
@@ -242,6 +244,10 @@ def generate(face, out, num, seed, test_num=0, flip=False, workers=2, progress=T
     for stale in out.rglob(".*.partial"):
         stale.unlink()
     write_model(face, out / "model")
+    # Marks everything below `out` as synthetic, so evaluation titles never call it real data.
+    (out / eval_data.SYNTHETIC_MARKER).write_text(
+        json.dumps({"generator": "prn_jax.synth", "seed": seed}) + "\n"
+    )
     for database in sampling.DATABASES:
         (out / "300W_LP" / database).mkdir(parents=True, exist_ok=True)
         (out / "300W_LP" / "landmarks" / database).mkdir(parents=True, exist_ok=True)

@@ -25,19 +25,27 @@ from prn_jax.train.trainer import Trainer, stack_dispatch, to_host
 
 
 def make_periodic_eval(config, log: Callable[[str], None]):
-    """evaluate(state) -> {"eval_nme2d_68": ...} on `config.eval_limit` images, or None."""
+    """evaluate(state) -> {"val_nme2d_68": ...} on the first `config.eval_limit` records of the
+    training dataset's validation split (never the test set), or None when
+    `config.eval_every_steps` is 0."""
     if not config.eval_every_steps:
         return None
-    if not config.eval_data:
+    if config.data.source != "tfds":
         raise configuration.ConfigError(
-            "config.eval_data = '': eval_every_steps needs an AFLW2000-3D tfds dir, folder or synth root"
+            f"config.eval_every_steps = {config.eval_every_steps}: periodic validation reads the "
+            f"validation split of the tfds dataset; config.data.source = {config.data.source!r} has none "
+            f"(set eval_every_steps = 0)"
         )
-    model_dir = config.eval_model_dir or config.data.model_dir
-    assets = model_assets.load_assets(model_dir, config.image_size)[0]
-    examples = eval_data.load_examples(Path(config.eval_data), config.eval_limit)
+    assets = model_assets.load_assets(config.data.model_dir, config.image_size)[0]
+    try:
+        examples = eval_data.validation_examples(config, config.eval_limit)
+    except FileNotFoundError as e:
+        raise configuration.ConfigError(
+            f"config.eval_every_steps = {config.eval_every_steps}: {e}; or set eval_every_steps = 0"
+        ) from e
     log(
-        f"periodic evaluation every {config.eval_every_steps} steps on {len(examples)} images "
-        f"from {config.eval_data}"
+        f"periodic validation every {config.eval_every_steps} steps on {len(examples)} held-out images "
+        f"({eval_data.VALIDATION_SPLIT} split of {config.data.dir})"
     )
     return periodic.make_periodic_evaluator(config, examples, assets)
 
@@ -151,7 +159,8 @@ class MetricsLogger:
 
 
 class BestCheckpoint:
-    """Keeps the state with the lowest `BEST_METRIC` in WORKDIR/best (one Orbax step)."""
+    """Keeps the state with the lowest `BEST_METRIC` (validation split) in WORKDIR/best (one Orbax
+    step): the checkpoint `--checkpoint best` names."""
 
     def __init__(self, workdir: Path, config, history: list[dict]):
         self.checkpointer = Checkpointer(workdir, config, keep=1, subdir="best")
@@ -168,7 +177,7 @@ class BestCheckpoint:
         self.checkpointer.close()
 
 
-BEST_METRIC = "eval_nme2d_68"
+BEST_METRIC = "val_nme2d_68"
 
 
 def read_log(workdir: str | Path) -> list[dict]:

@@ -30,8 +30,6 @@ HOST_FIELDS = (
     "checkpoint_every_steps",
     "keep_checkpoints",
     "eval_every_steps",
-    "eval_data",
-    "eval_model_dir",
     "eval_limit",
     "compilation_cache_dir",
     "weight_ratios",
