@@ -28,6 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Loss (docs/training.md).
     c.loss = "weighted_l2"  # weighted_l2 | euclidean | l1
     c.weight_ratios = (16.0, 4.0, 3.0, 0.0)  # keypoints : eyes/nose/mouth : face : neck
+    # Weight of each example's mean depth error (the z offset, unobservable: targets put min z at
+    # 0 over the whole mesh) against the rest of the error; 1 = the paper's plain loss.
+    c.z_offset_weight = 1.0
     c.l2_regularization = 0.0  # TF PRNet used 2e-4 * sum(w^2) / 2 on conv weights
     # Optimisation (docs/training.md).
     c.batch_size = 16  # global batch, split over num_devices

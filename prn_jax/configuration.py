@@ -130,6 +130,11 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
         "must be True or False",
     )
     need(config.l2_regularization >= 0, "l2_regularization", "must be >= 0")
+    need(
+        isinstance(config.get("z_offset_weight", 1.0), float) and config.get("z_offset_weight", 1.0) >= 0,
+        "z_offset_weight",
+        "must be a float >= 0",
+    )
     need(config.learning_rate > 0, "learning_rate", "must be > 0")
     need(config.lr_decay_epochs > 0, "lr_decay_epochs", "must be > 0")
     need(0 < config.lr_decay_factor <= 1, "lr_decay_factor", "must be in (0, 1]")

@@ -48,11 +48,20 @@ def weight_map(region_labels: np.ndarray, ratios: Sequence[float] = PAPER_RATIOS
 
 
 def position_map_loss(
-    pred: jnp.ndarray, target: jnp.ndarray, weights: jnp.ndarray, kind: str = "weighted_l2"
+    pred: jnp.ndarray,
+    target: jnp.ndarray,
+    weights: jnp.ndarray,
+    kind: str = "weighted_l2",
+    z_offset_weight: float = 1.0,
 ) -> jnp.ndarray:
     """Weighted loss between position maps; scalar float32 (see module docstring).
 
     pred, target: (B, H, W, 3), same units. weights: (H, W) or (B, H, W), >= 0.
+    z_offset_weight: the z error of each example splits into its W-weighted mean m (a depth
+      offset: the target's z is shifted to min 0 over the whole mesh, which the image does not
+      show, and no evaluation metric sees it) and the rest r; the error used is r + sqrt(a) m.
+      1 (default): the paper's loss, unchanged; 0: depth offsets cost nothing. For weighted_l2
+      the loss is then exactly (residual part) + a * (offset part).
     """
     chex.assert_rank(pred, 4)
     chex.assert_equal_shape([pred, target])
@@ -60,6 +69,15 @@ def position_map_loss(
         weights = jnp.broadcast_to(weights, pred.shape[:3])
     chex.assert_shape(weights, pred.shape[:3])
     diff = pred.astype(jnp.float32) - target.astype(jnp.float32)
+    if z_offset_weight != 1.0:
+        if z_offset_weight < 0:
+            raise ValueError(f"z_offset_weight must be >= 0, got {z_offset_weight}")
+        w = weights.astype(jnp.float32)
+        offset = jnp.sum(w * diff[..., 2], axis=(1, 2), keepdims=True) / jnp.sum(
+            w, axis=(1, 2), keepdims=True
+        )
+        dz = diff[..., 2] - (1.0 - float(z_offset_weight) ** 0.5) * offset
+        diff = jnp.concatenate([diff[..., :2], dz[..., None]], axis=-1)
     if kind == "weighted_l2":
         err = jnp.sum(diff * diff, axis=-1)
     elif kind == "euclidean":

@@ -76,3 +76,21 @@ def test_paper_ratio_on_prnet_masks(shared):
     w = loss.weight_map(labels)
     assert (w[kpt[1], kpt[0]] == 16).all()
     assert (w[~face] == 0).all()
+
+
+def test_z_offset_weight_splits_depth_offset_from_shape():
+    rng = np.random.default_rng(0)
+    target = jnp.asarray(rng.normal(size=(2, 4, 4, 3)), jnp.float32)
+    pred = jnp.asarray(rng.normal(size=(2, 4, 4, 3)), jnp.float32)
+    w = jnp.asarray(rng.uniform(0.5, 2.0, size=(4, 4)), jnp.float32)
+    shifted = pred.at[..., 2].add(jnp.asarray([[[[5.0]]], [[[-3.0]]]])[..., 0])  # per-example z offsets
+    plain = loss.position_map_loss(pred, target, w)
+    assert float(loss.position_map_loss(pred, target, w, z_offset_weight=1.0)) == float(plain)
+    free = [float(loss.position_map_loss(p, target, w, z_offset_weight=0.0)) for p in (pred, shifted)]
+    np.testing.assert_allclose(free[0], free[1], rtol=1e-5)  # a depth offset costs nothing
+    assert float(loss.position_map_loss(shifted, target, w)) > 5 * free[1]
+    # weighted_l2: residual + a * offset, exactly.
+    half = float(loss.position_map_loss(pred, target, w, z_offset_weight=0.5))
+    np.testing.assert_allclose(half, free[0] + 0.5 * (float(plain) - free[0]), rtol=1e-5)
+    with pytest.raises(ValueError, match="z_offset_weight"):
+        loss.position_map_loss(pred, target, w, z_offset_weight=-1.0)

@@ -143,7 +143,9 @@ def make_train_step(config, model, tx) -> Callable:
                 train=True,
                 mutable=["batch_stats"],
             )
-            data_loss = loss_lib.position_map_loss(out, target, weights, config.loss)
+            data_loss = loss_lib.position_map_loss(
+                out, target, weights, config.loss, config.get("z_offset_weight", 1.0)
+            )
             total = data_loss
             if config.l2_regularization:
                 total = total + config.l2_regularization * _weight_penalty(params)
