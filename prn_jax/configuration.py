@@ -39,13 +39,25 @@ def config_path(name_or_path: str) -> Path:
 
 
 def load_config(name_or_path: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
-    """Import `get_config()` from a config file and apply overrides ("a.b=1", "--config.a.b=1")."""
-    path = config_path(name_or_path)
+    """Import `get_config()` from a config file and apply overrides ("a.b=1", "--config.a.b=1").
+
+    `NAME:ARG` (e.g. `paper:local`) calls `get_config(ARG)`, big_vision's way of offering
+    variants of one recipe from one file.
+    """
+    name, _, arg = (
+        str(name_or_path).partition(":") if not Path(name_or_path).exists() else (name_or_path, "", "")
+    )
+    path = config_path(name)
     # Config files import their siblings as `prn_jax.configs.paper`.
     spec = importlib.util.spec_from_file_location(f"_prn_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
+    try:
+        config = module.get_config(arg) if arg else module.get_config()
+    except TypeError as e:
+        raise ConfigError(f"config {path.name} takes no argument (got {name_or_path!r}): {e}") from e
+    except ValueError as e:
+        raise ConfigError(f"config {name_or_path!r}: {e}") from e
     for item in overrides:
         apply_override(config, item)
     return config

@@ -75,7 +75,7 @@ def run_main_job(
     out,
     config_name: str = "cpu_default",
     overrides=(),
-    num: int = 600,
+    num: int = 1200,
     test_num: int = 150,
     seed: int = 0,
     workers: int = 2,

@@ -64,3 +64,53 @@ def test_every_config_loads_and_runs_one_step(name, tmp_path: Path, request, tin
     assert int(result["state"].step) == 1
     assert result["last_metrics"]["loss"] > 0
     assert (tmp_path / "checkpoints" / "1").is_dir()
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_docstring_gives_commands_that_parse(name):
+    """big_vision style: each config says how it runs; its `prn-jax ...` lines must parse and name
+    a loadable config."""
+    import importlib
+    import shlex
+
+    from prn_jax import cli
+
+    doc = importlib.import_module(f"prn_jax.configs.{name}").__doc__
+    commands = [
+        line.strip() for line in doc.replace("\\\n", " ").splitlines() if line.strip().startswith("prn-jax ")
+    ]
+    assert any(c.startswith("prn-jax train ") for c in commands), f"{name}: no `prn-jax train` command"
+    parser = cli.build_parser()
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        args = parser.parse_args([a for a in argv if not a.startswith("--config.")])
+        if args.command == "train":
+            configuration.load_config(args.config, [a for a in argv if a.startswith("--config.")])
+
+
+def test_paper_refuses_without_data_and_names_the_build_command(tmp_path, capsys):
+    from prn_jax import cli
+
+    assert cli.main(["train", "--config", "paper", "--workdir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "config.data.dir = ''" in err and "prn-jax build --data-dir" in err
+    assert not (tmp_path / "run").exists()
+    local = configuration.load_config("paper:local")
+    paper = configuration.load_config("paper")
+    assert (local.image_size, local.width, local.num_steps) == (64, 8, 600)
+    assert local.learning_rate == paper.learning_rate and local.augment == paper.augment
+    assert paper.data.source == "tfds" and configuration.load_config("tiny").data.source == "generated"
+    with pytest.raises(configuration.ConfigError, match="unknown variant 'pod'"):
+        configuration.load_config("paper:pod")
+
+
+def test_config_overrides_in_both_command_line_forms():
+    from prn_jax import cli
+
+    overrides, rest = cli.split_overrides(
+        ["train", "--config.batch_size", "8", "--workdir", "w", "--config.width=4", "--config", "tiny"]
+    )
+    assert overrides == ["--config.batch_size=8", "--config.width=4"]
+    assert rest == ["train", "--workdir", "w", "--config", "tiny"]
+    config = configuration.load_config("tiny", overrides)
+    assert (config.batch_size, config.width) == (8, 4)

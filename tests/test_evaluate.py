@@ -419,3 +419,18 @@ def test_dense_columns_need_ground_truth_that_matches_the_landmarks(synthetic_ru
     assert sum("another face model" in line for line in lines) == 1
     all_images = out["paths"]["table"].read_text().split("## Mean over all images")[1].split("NME in %")[0]
     assert "68 pts 2D, all images" in all_images and "Dense" not in all_images and "ICP" not in all_images
+
+
+@pytest.mark.slow
+def test_best_folder_as_workdir_evaluates_the_best_checkpoint(synthetic_run, tmp_path):
+    """`--workdir RUN/best` names the kept best checkpoint (here a copy of the run's step 1)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(synthetic_run / "run" / "checkpoints", run / "checkpoints")
+    shutil.copytree(synthetic_run / "run" / "checkpoints", run / "best")
+    out = eval_run.run_eval(
+        run / "best", data=synthetic_run / "synth", batch_size=2, limit=1, log=lambda s: None
+    )
+    assert out["steps"] == {"prn-jax best (step 1)": 1} and out["out_dir"].name == "best1"
+    assert out["out_dir"].parent.parent == run / "eval"

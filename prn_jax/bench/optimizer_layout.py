@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     sides = {}  # flat -> {"trainer", "state", "batch", "weights", "times"}
     for flat in (False, True):
         config = configuration.load_config(
-            args.config, [*overrides, "num_devices=1", f"flat_optimizer_state={flat}"]
+            args.config,
+            ["data.source='generated'", *overrides, "num_devices=1", f"flat_optimizer_state={flat}"],
         )
         trainer = Trainer(config)
         side = {

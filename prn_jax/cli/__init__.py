@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # name -> module; imported only when the command line is built (so `--help` of one command
@@ -24,6 +25,7 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prn-jax", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"prn-jax {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -44,15 +46,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(config overrides as FIELD=VALUE, the other arguments): `--config.FIELD=VALUE` and, as absl
+    users type it, `--config.FIELD VALUE`, whatever the subcommand."""
+    overrides, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config.") and "=" not in arg and i + 1 < len(argv):
+            overrides.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        (overrides if arg.startswith("--config.") else rest).append(arg)
+        i += 1
+    return overrides, rest
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
         from prn_jax import bench
 
         return bench.main(argv[1:])
-    # --config.FIELD=VALUE overrides are collected here, whatever the subcommand.
-    overrides = [a for a in argv if a.startswith("--config.")]
-    rest = [a for a in argv if not a.startswith("--config.")]
+    # tfds decodes JPEGs with PIL when OpenCV is missing and says so on every run; PIL is what this
+    # project installs, so the warning is noise here (real warnings pass).
+    logging.getLogger("absl").addFilter(lambda record: "OpenCV is not installed" not in record.getMessage())
+    overrides, rest = split_overrides(argv)
     args = build_parser().parse_args(rest)
     args.overrides = overrides
     from prn_jax.checkpointing import CheckpointError
@@ -73,3 +91,12 @@ def entry() -> int:
 
         cpu_runtime.apply_or_reexec(sys.argv[1:])
     return main()
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("prn-jax")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"

@@ -1,6 +1,6 @@
 """`prn-jax main`: the whole job on the embedded default, in one command.
 
-  prn-jax main [--out runs/default] [--config cpu_default] [--num 600] [--test-num 150]
+  prn-jax main [--out runs/default] [--config cpu_default] [--num 1200] [--test-num 150]
 
 Stages (each shows progress; a rerun reuses what exists and resumes training):
   1. synth  OUT/data/synth: procedural face model + synthetic 300W-LP (with flips) and AFLW2000-3D
@@ -22,7 +22,9 @@ HELP = "the whole job on the embedded default"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/default", help="output folder (data and run)")
     parser.add_argument("--config", default="cpu_default", help="config file or name in configs/")
-    parser.add_argument("--num", type=int, default=600, help="synthetic 300W-LP fits (x2 with flips)")
+    parser.add_argument(
+        "--num", type=int, default=1200, help="synthetic 300W-LP fits (x2 with flips; 8 per subject)"
+    )
     parser.add_argument("--test-num", type=int, default=150, help="synthetic AFLW2000-3D images")
     parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for data stages")

@@ -42,5 +42,9 @@ def run(args: argparse.Namespace) -> int:
     )
     config = configuration.load_config(args.config, args.overrides)
     result = loop.train_and_evaluate(config, args.workdir)
-    print(f"done: checkpoints and metrics.jsonl in {args.workdir}; last metrics {result['last_metrics']}")
+    if result["last_metrics"]:
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in result["last_metrics"].items())
+        print(f"done: checkpoints and metrics.jsonl in {args.workdir}; last: {metrics}")
+    else:
+        print(f"done: {args.workdir} had already finished; nothing was trained")
     return 0

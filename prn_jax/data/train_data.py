@@ -6,6 +6,7 @@ weight map; the model and raster when maps are rendered on the device).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -15,8 +16,63 @@ from prn_jax.data import generated, input_pipeline
 from prn_jax.geometry import ground_truth, model_assets
 
 
+def build_command(config) -> str:
+    """The command that makes the tfds dataset and model files a tfds config needs."""
+    return (
+        f"prn-jax build --data-dir DATA_DIR --manual-dir FOLDER_HOLDING_300W_LP --model BFM_FOLDER "
+        f"--dataset both --map-size {config.image_size}` (or `prn-jax main` for the synthetic default), "
+        f"then --config.data.dir=DATA_DIR --config.data.model_dir=BFM_FOLDER"
+    )
+
+
+def check_locations(config) -> None:
+    """Refuse, in one line naming the field and the command that makes it, a tfds config whose
+    dataset or model files are missing, before anything is built or compiled."""
+    if config.data.source != "tfds":
+        return
+    data_dir, model_dir = Path(config.data.dir or "."), Path(config.data.model_dir or ".")
+    builder_config = config.data.builder_config or f"size{config.image_size}"
+    if not config.data.dir or not (data_dir / config.data.builder / builder_config).is_dir():
+        where = (
+            "''"
+            if not config.data.dir
+            else f"{config.data.dir!r} has no {config.data.builder}/{builder_config}"
+        )
+        raise configuration.ConfigError(
+            f"config.data.dir = {where}: this config trains on the {config.data.builder} tfds dataset; "
+            f"make it with `{build_command(config)}"
+        )
+    if not config.data.model_dir or not (
+        (model_dir / "BFM.mat").is_file() or (model_dir / "uv_face_mask.png").is_file()
+    ):
+        where = (
+            "''"
+            if not config.data.model_dir
+            else f"{config.data.model_dir!r} holds neither BFM.mat nor PRNet uv-data"
+        )
+        raise configuration.ConfigError(
+            f"config.data.model_dir = {where}: the weight map needs the face model's UV assets "
+            f"(BFM.mat + BFM_UV.mat, or PRNet's uv-data); see `{build_command(config)}"
+        )
+
+
+def describe(config) -> str:
+    """One line: where the training data comes from and how much of it there is."""
+    if config.data.source == "generated":
+        return (
+            f"procedural arrays (config.data.source = 'generated'), {config.data.num_train_examples} examples"
+        )
+    return (
+        f"{config.data.builder}/{config.data.builder_config or f'size{config.image_size}'} "
+        f"{config.data.split} split in {config.data.dir}, {config.data.num_train_examples} examples; "
+        f"face model {config.data.model_dir}"
+    )
+
+
 def prepare_data_config(config) -> None:
-    """Fill in what the data determines (tfds: the dataset's size sets steps per epoch)."""
+    """Check the data locations and fill in what the data determines (tfds: the dataset's size
+    sets steps per epoch)."""
+    check_locations(config)
     if config.data.source == "tfds":
         config.data.num_train_examples = input_pipeline.num_examples(config.data.dir, config)
     elif config.data.source != "generated":

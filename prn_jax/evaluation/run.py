@@ -112,8 +112,13 @@ def run_eval(
         raise FileNotFoundError(f"{data}: no such data folder")
     data = eval_data.resolve(data)
     if checkpoints is None or isinstance(checkpoints, (int, str)):
-        checkpoints = ["last" if checkpoints is None else checkpoints]
-    resolved = [(name, *inference.resolve_checkpoint(workdir, name)) for name in checkpoints]
+        checkpoints = [checkpoints]
+    resolved = []
+    for name in checkpoints:  # None: the default of `resolve_checkpoint` (best for a best/ folder)
+        run_dir, folder, step = inference.resolve_checkpoint(workdir, name)
+        if name is None:
+            name = "best" if folder == "best" else "last"
+        resolved.append((name, run_dir, folder, step))
     described = eval_data.describe(data)
     folder_name = "+".join(
         f"{name}{step}" if str(name) != str(step) else f"step{step}" for name, _, _, step in resolved

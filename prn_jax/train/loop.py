@@ -68,6 +68,20 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
         jax.config.update("jax_compilation_cache_dir", str(config.compilation_cache_dir))
     train_data.prepare_data_config(config)
     trainer = Trainer(config)  # validates the config before any compilation
+    total = configuration.total_steps(config)
+    log(f"data:        {train_data.describe(config)}")
+    if config.data.source == "generated":
+        log(
+            "warning: procedural arrays (a grid of 64 'keypoints', no faces) - for smoke runs, tests "
+            "and benchmarks; set config.data.source = 'tfds' to train on prn_300w_lp"
+        )
+    log(
+        f"run:         {total} steps ({total / configuration.steps_per_epoch(config):.1f} epochs of "
+        f"{configuration.steps_per_epoch(config)} steps), global batch {config.batch_size} on "
+        f"{trainer.num_devices} {jax.default_backend()} device(s), {config.image_size}x{config.image_size} "
+        f"maps, width {config.width}, {config.dtype}"
+    )
+    log(f"checkpoints: {Path(workdir).resolve() / 'checkpoints'} (config, seed, versions, git revision)")
     traces_before = trainer.trace_count
     labels, geometry = train_data.training_geometry(config)
     weights = trainer.place(jnp.asarray(loss_lib.weight_map(labels, config.weight_ratios)))
@@ -83,7 +97,6 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
         state = ckpt.restore(latest, trainer.abstract_state(), data_iterator)
         log(f"resumed from {ckpt.directory / str(latest)}")
     start = int(to_host(state.step))
-    total = configuration.total_steps(config)
     k = config.steps_per_dispatch
     lead = jax.process_index() == 0
     logger = MetricsLogger(workdir, start, enabled=lead)
@@ -98,6 +111,10 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
         f"training steps {start}..{total} on {trainer.num_devices} {jax.default_backend()} device(s), "
         f"global batch {config.batch_size}, {configuration.steps_per_epoch(config)} steps/epoch"
     )
+    if start >= total:
+        log(f"already finished: step {start} of {total}; nothing to train")
+    elif trainer.trace_count == traces_before:
+        log("compiling the train step (the first step waits for it)")
     last, t0 = {}, time.perf_counter()
     for step in range(start, total, k):
         batch = trainer.place_batch(next(batches))
