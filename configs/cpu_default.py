@@ -5,6 +5,12 @@ synthetic data, builds the tfds datasets and fills in the data paths:
 
   prn-jax train --config configs/cpu_default.py --workdir runs/default/run \
       --config.data.dir=runs/default/data/tfds --config.data.model_dir=runs/default/data/synth/model
+
+Time and result (`bash scripts/main_job.sh` from a fresh clone, 2-core CPU, 2026-12-02): 9 min 18 s
+in all, 440 s of it training; the validation-chosen checkpoint (step 2250) reaches a 68-point 2D
+NME over the 150 synthetic test images of 7.90% (mean face 18.86%), 3D 13.15% (27.09%), dense 3D
+17.25% (30.98%), but ICP reconstruction 5.84% (4.20%). Synthetic data: not comparable with the
+paper's numbers.
 """
 
 import ml_collections
