@@ -1,19 +1,9 @@
 """The AFLW2000-3D evaluation protocol (docs/evaluation.md): crop by the 1.6 rule from the
 ground-truth landmarks, predict a position map, uncrop it to the original image, score it.
 
-Example interface (decoded numpy, one dict per image; what `examples_from_folder`, a tfds data
-source of the AFLW2000-3D builder and tests all give):
-  "image":   (H, W, 3) uint8, the original image.
-  "pt3d_68": (68, 3) float, ground-truth landmarks, original image pixels, x right, y down,
-             z toward the camera (AFLW2000-3D `pt3d_68` transposed).
-  "yaw_deg": float, ground-truth yaw in degrees (degrees(Pose_Para[1])).
-  "file_id": optional str, shown in metrics.json.
-  "position_map": optional (S, S, 3) float ground-truth map at the evaluation map size S, in
-             original image pixels - or in crop pixels when "crop_transform" (3, 3) (image ->
-             crop similarity) is given too; bytes = `formats.encode_position_map` (tfds records).
-             Needed for the dense and reconstruction metrics.
-  "shape_para", "exp_para", "pose_para": optional fit (`Shape_Para`, `Exp_Para`, `Pose_Para`
-             flattened); `with_fit_maps` turns them into "position_map" given the face model.
+Examples are dicts of decoded numpy arrays, one per image ("image", "pt3d_68", "yaw_deg",
+optional "file_id", "position_map", "crop_transform"): the interface of `prn_jax.data.eval_data`,
+whose docstring gives shapes and frames.
 
 The evaluation crop is PRNet's rule on AFLW2000-3D (box of the float landmarks, side
 int(1.6 * (w + h) / 2)); a record's own "crop_transform" is only used to uncrop its GT map.
