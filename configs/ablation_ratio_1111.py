@@ -14,7 +14,8 @@ import ml_collections
 from prn_jax.configs import paper
 
 
-def get_config() -> ml_collections.ConfigDict:
-    c = paper.get_config()
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    """The ablation on the paper's recipe, or on `paper:local` ("local")."""
+    c = paper.get_config(variant)
     c.weight_ratios = (1.0, 1.0, 1.0, 1.0)
     return c

@@ -19,6 +19,13 @@ it). It is not the paper's experiment and does not reach its numbers (1e-4 over 
 from converged): it is for trying a change of the recipe before sending it to a pod.
 
   prn-jax train --config paper:local --workdir runs/paper_local
+  prn-jax eval --workdir runs/paper_local --checkpoint best --checkpoint last \
+      --data runs/default/data/synth/AFLW2000
+
+Measured on a 2-core CPU, 2026-12-02: 2 min 30 s for the 600 steps; on the synthetic test set
+the validation-chosen checkpoint (step 200) has a 68-point 2D NME of 39.95% (mean face 18.86%):
+at lr 1e-4 and BatchNorm momentum 0.999 the paper's recipe has not started to learn in 600
+steps, which is what `cpu_default` changes.
 """
 
 import ml_collections

@@ -60,7 +60,13 @@ def test_every_config_loads_and_runs_one_step(name, tmp_path: Path, request, tin
     else:
         small += tiny_run
     config = configuration.load_config(name, small)
-    result = loop.train_and_evaluate(config, tmp_path, log=lambda s: None)
+    lines = []
+    result = loop.train_and_evaluate(config, tmp_path, log=lines.append)
+    # The start-up summary says what runs; procedural data is flagged.
+    assert lines[0].startswith("data:") and any(line.startswith("run:         1 steps") for line in lines)
+    assert any(line.startswith("checkpoints: ") for line in lines)
+    procedural = config.data.source == "generated"
+    assert any(line.startswith("warning: procedural arrays") for line in lines) == procedural
     assert int(result["state"].step) == 1
     assert result["last_metrics"]["loss"] > 0
     assert (tmp_path / "checkpoints" / "1").is_dir()
