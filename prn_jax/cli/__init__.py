@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _drop_opencv_notice(record: logging.LogRecord) -> bool:
+    """tfds decodes JPEGs with PIL when OpenCV is missing and says so on every run; PIL is what
+    this project installs, so that warning is noise (real warnings pass)."""
+    return "OpenCV is not installed" not in record.getMessage()
+
+
 def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     """(config overrides as FIELD=VALUE, the other arguments): `--config.FIELD=VALUE` and, as absl
     users type it, `--config.FIELD VALUE`, whatever the subcommand."""
@@ -67,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         from prn_jax import bench
 
         return bench.main(argv[1:])
-    # tfds decodes JPEGs with PIL when OpenCV is missing and says so on every run; PIL is what this
-    # project installs, so the warning is noise here (real warnings pass).
-    logging.getLogger("absl").addFilter(lambda record: "OpenCV is not installed" not in record.getMessage())
+    logging.getLogger("absl").addFilter(_drop_opencv_notice)  # once: the same filter is not re-added
     overrides, rest = split_overrides(argv)
     args = build_parser().parse_args(rest)
     args.overrides = overrides

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prn_jax.data import formats, input_pipeline
+from prn_jax.data import formats, input_pipeline, splits
 from prn_jax.geometry import crop, ground_truth, uv_raster
 from prn_jax.geometry import face_model as fm
 
@@ -174,7 +174,7 @@ def describe(data: Path) -> dict:
     }
 
 
-VALIDATION_SPLIT = "validation"
+VALIDATION_SPLIT = splits.VALIDATION
 
 
 def validation_examples(config, limit: int | None = None) -> list[dict]:
