@@ -30,6 +30,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_epochs = 16  # 2,288 steps of batch 16 over the 2,288 training crops of 143 synthetic
     # subjects (the main job's 1,200 fits x 2 flips, less the 7 subjects held out)
     c.z_offset_weight = 0.1  # the unobservable depth offset at 1/10 weight (BUILD_NOTES)
+    # Regress the offset from the mean face's map (prn_jax.representation): on the main job,
+    # 3D 13.15 -> 12.31%, dense 3D 17.25 -> 13.49%, ICP 5.84 -> 4.21% (mean face 4.20%), 2D
+    # 7.90 -> 8.77% (BUILD_NOTES, 2026-12-02).
+    c.representation = "mean_offset"
     # Off for this few-minute run: with the paper's augmentation (even milder) the width-8 net
     # stays at ~11% NME after 2,250 steps, without it 8.8% (BUILD_NOTES, issue 7). Long runs
     # (configs/paper.py) keep it on.

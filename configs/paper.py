@@ -54,7 +54,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # ~1 s/step faster on CPU, but jax 0.10.2 crashed writing its
     # train step to a persistent compilation cache (BUILD_NOTES #9)
     # Loss (docs/training.md).
-    c.loss = "weighted_l2"  # weighted_l2 | euclidean | l1
+    c.loss = "weighted_l2"  # weighted_l2 | euclidean | l1 | an import path module:function
+    # (your own loss, prn_jax.loss's docstring gives the signature)
+    # What the network regresses (prn_jax.representation): position (the paper's: the position
+    # map / 1.1 S) | mean_offset (its offset from the mean face's map) | an import path.
+    c.representation = "position"
     c.weight_ratios = (16.0, 4.0, 3.0, 0.0)  # keypoints : eyes/nose/mouth : face : neck
     # Weight of each example's mean depth error (the z offset, unobservable: targets put min z at
     # 0 over the whole mesh) against the rest of the error; 1 = the paper's plain loss.
@@ -93,6 +97,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # lowest val_nme2d_68 is kept in WORKDIR/best (`--checkpoint best`).
     c.eval_every_steps = 0  # 0: off
     c.eval_limit = 64  # validation images used
+    # Test set that `prn-jax sweep` evaluates each finished run on (`prn-jax eval --data`;
+    # AFLW2000-3D folder or tfds dir); "" = none. `train` never reads it.
+    c.test_data = ""
     # Step-time hygiene.
     c.steps_per_dispatch = 1  # >1: scan this many train steps inside one device call
     c.compilation_cache_dir = ""  # persistent XLA compilation cache ("" = off)
@@ -108,6 +115,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.data.model_dir = "runs/default/data/synth/model"
         c.eval_every_steps = 200
         c.eval_limit = 32
+        c.test_data = "runs/default/data/synth/AFLW2000"
         c.log_every_steps = 50
         c.checkpoint_every_steps = 200
     return c

@@ -16,7 +16,7 @@ from pathlib import Path
 import ml_collections
 
 import prn_jax.configs
-from prn_jax import augment, loss, model
+from prn_jax import augment, loss, model, plugins, representation
 from prn_jax.model import conv_ops, decoder_ops
 
 CONFIGS_DIR = Path(prn_jax.configs.__file__).resolve().parent
@@ -34,7 +34,13 @@ def config_path(name_or_path: str) -> Path:
     candidate = CONFIGS_DIR / f"{name_or_path}.py"
     if candidate.exists():
         return candidate
-    known = ", ".join(sorted(p.stem for p in CONFIGS_DIR.glob("*.py") if p.stem != "__init__"))
+    known = ", ".join(
+        sorted(
+            str(p.relative_to(CONFIGS_DIR).with_suffix(""))
+            for p in CONFIGS_DIR.rglob("*.py")
+            if p.stem != "__init__"
+        )
+    )
     raise ConfigError(f"config {name_or_path!r} not found (neither a .py file nor one of: {known})")
 
 
@@ -44,6 +50,20 @@ def load_config(name_or_path: str, overrides: Iterable[str] = ()) -> ml_collecti
     `NAME:ARG` (e.g. `paper:local`) calls `get_config(ARG)`, big_vision's way of offering
     variants of one recipe from one file.
     """
+    module, arg = load_module(name_or_path)
+    try:
+        config = module.get_config(arg) if arg else module.get_config()
+    except TypeError as e:
+        raise ConfigError(f"config {name_or_path!r} takes no argument: {e}") from e
+    except ValueError as e:
+        raise ConfigError(f"config {name_or_path!r}: {e}") from e
+    for item in overrides:
+        apply_override(config, item)
+    return config
+
+
+def load_module(name_or_path: str):
+    """(the config file's module, its ARG of `NAME:ARG` or "")."""
     name, _, arg = (
         str(name_or_path).partition(":") if not Path(name_or_path).exists() else (name_or_path, "", "")
     )
@@ -52,15 +72,9 @@ def load_config(name_or_path: str, overrides: Iterable[str] = ()) -> ml_collecti
     spec = importlib.util.spec_from_file_location(f"_prn_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    try:
-        config = module.get_config(arg) if arg else module.get_config()
-    except TypeError as e:
-        raise ConfigError(f"config {path.name} takes no argument (got {name_or_path!r}): {e}") from e
-    except ValueError as e:
-        raise ConfigError(f"config {name_or_path!r}: {e}") from e
-    for item in overrides:
-        apply_override(config, item)
-    return config
+    if not callable(getattr(module, "get_config", None)):
+        raise ConfigError(f"config {path}: defines no get_config()")
+    return module, arg
 
 
 def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
@@ -122,7 +136,14 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
         "encoder_conv_impl",
         f"must be one of {conv_ops.CONV_IMPLS}",
     )
-    need(config.loss in loss.LOSSES, "loss", f"unknown loss; choose from {loss.LOSSES}")
+    for field, resolve, default in (
+        ("loss", loss.resolve_loss, "weighted_l2"),
+        ("representation", representation.resolve, "position"),
+    ):
+        try:
+            resolve(config.get(field, default))
+        except plugins.PluginError as e:
+            raise ConfigError(f"config.{field} = {config.get(field)!r}: {e}") from None
     ratios = tuple(config.weight_ratios)
     need(
         len(ratios) == loss.NUM_REGIONS and all(r >= 0 for r in ratios) and any(r > 0 for r in ratios),

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from prn_jax import configuration
+from prn_jax import configuration, representation
 from prn_jax import model as model_lib
 from prn_jax.checkpointing import Checkpointer, CheckpointError
 from prn_jax.data import formats
@@ -25,28 +25,33 @@ from prn_jax.train import step as step_lib
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
 
-def predict_maps(model, variables, crops) -> jax.Array:
-    """Network forward in inference mode.
+def predict_maps(model, variables, crops, rep=None, context=None) -> jax.Array:
+    """Network forward in inference mode, decoded to position maps.
 
     Args:
       model: the Flax module (`model.build_model(config)`, no axis name).
       variables: {"params": ..., "batch_stats": ...}.
       crops: (B, S, S, 3) float in [0, 1], RGB crops.
+      rep: the run's `representation.Representation` (default: the paper's, output * 1.1 S).
+      context: its `representation.Context` (default: zeros).
 
     Returns:
-      (B, S, S, 3) float32 position maps in crop pixels (sigmoid output * 1.1 * S).
+      (B, S, S, 3) float32 position maps in crop pixels.
     """
-    return _forward(model, variables, jnp.asarray(crops, jnp.float32))
+    rep = representation.REPRESENTATIONS["position"] if rep is None else rep
+    if context is None:
+        context = representation.make_context(crops.shape[1])
+    return _forward(model, rep, variables, jnp.asarray(crops, jnp.float32), context)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _forward(model, variables, crops):
-    out = model.apply(variables, crops, train=False)
-    return out * model_lib.position_scale(crops.shape[1])
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _forward(model, rep, variables, crops, context):
+    return rep.decode(model.apply(variables, crops, train=False), context)
 
 
-def make_predict_fn(model, variables, batch_size: int) -> PredictFn:
-    """A `predict_fn` that pads every call to `batch_size` so the network compiles once."""
+def make_predict_fn(model, variables, batch_size: int, rep=None, context=None) -> PredictFn:
+    """A `predict_fn` that pads every call to `batch_size` so the network compiles once
+    (rep, context: as `predict_maps`)."""
 
     def predict(crops: np.ndarray) -> np.ndarray:
         n = len(crops)
@@ -54,9 +59,18 @@ def make_predict_fn(model, variables, batch_size: int) -> PredictFn:
             raise ValueError(f"crops: batch of {n} > batch_size {batch_size}")
         padded = np.zeros((batch_size,) + crops.shape[1:], np.float32)
         padded[:n] = crops
-        return np.asarray(predict_maps(model, variables, padded))[:n]
+        return np.asarray(predict_maps(model, variables, padded, rep, context))[:n]
 
     return predict
+
+
+def run_predict_fn(config, variables, batch_size: int, frontal_map=None, assets=None) -> PredictFn:
+    """The `predict_fn` of a run: its network and its representation (`config.representation`),
+    decoded with the context of the face model's frontal map and UV assets
+    (`model_assets.load_assets`; None: no face model, zeros)."""
+    rep = representation.resolve(config.get("representation", "position"))
+    context = representation.make_context(int(config.image_size), frontal_map, assets)
+    return make_predict_fn(model_lib.build_model(config), variables, batch_size, rep, context)
 
 
 def crop_image(image: np.ndarray, transform: np.ndarray, size: int) -> np.ndarray:

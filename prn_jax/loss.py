@@ -11,15 +11,29 @@ then the mean over the batch, where e is
 - "l1": sum over x, y, z of |P - P~|.
 Dividing by sum(W) makes the loss independent of the ratio tuple's overall scale, so 16:4:3:0 and
 1:1:1:1 runs have comparable learning rates.
+
+`config.loss` names one of these three or, by import path, a loss of the user's own
+(`my_project.losses:my_loss` or `path/to/file.py:my_loss`; `resolve_loss`) with the signature
+
+    my_loss(pred, target, weights, config) -> scalar float32
+
+pred, target: (B, S, S, 3) float32, the network's output and the target in the representation's
+units (prn_jax.representation; the paper's: position / (1.1 S)); weights: (B, S, S) float32 >= 0,
+the UV weight map; config: the run's config without its host-only fields (trainer.HOST_FIELDS),
+so a loss may read hyperparameters of its own that the config file adds. It runs inside the
+jitted, pmapped train step: pure jax.numpy, no side effects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import chex
 import jax.numpy as jnp
 import numpy as np
+
+from prn_jax import plugins
 
 LOSSES = ("weighted_l2", "euclidean", "l1")
 
@@ -92,3 +106,25 @@ def position_map_loss(
     weights = weights.astype(jnp.float32)
     per_example = jnp.sum(weights * err, axis=(1, 2)) / jnp.sum(weights, axis=(1, 2))
     return jnp.mean(per_example)
+
+
+LossFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray, object], jnp.ndarray]
+
+
+def _builtin(kind: str) -> LossFn:
+    def loss(pred, target, weights, config):
+        return position_map_loss(pred, target, weights, kind, config.get("z_offset_weight", 1.0))
+
+    loss.__name__ = kind
+    return loss
+
+
+@functools.cache
+def resolve_loss(name: str) -> LossFn:
+    """The loss `config.loss` names: a built-in (LOSSES) or an import path (module docstring);
+    raises plugins.PluginError."""
+    if name in LOSSES:
+        return _builtin(name)
+    if ":" not in name:
+        raise plugins.PluginError(f"unknown loss {name!r}: one of {LOSSES} or an import path module:function")
+    return plugins.load_callable(name)

@@ -19,9 +19,7 @@ These are the signs of 300W-LP / AFLW2000-3D `Pose_Para` (pitch, yaw, roll).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -33,6 +31,7 @@ from PIL import Image, ImageDraw
 
 from prn_jax import inference
 from prn_jax import model as model_lib
+from prn_jax.data import formats
 from prn_jax.evaluation import metrics
 from prn_jax.geometry import crop, mesh_io
 from prn_jax.geometry import uv_assets as uv_assets_lib
@@ -281,15 +280,13 @@ def write_prediction(
 
 
 def read_image(path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of any image file Pillow reads (grey and RGBA are converted)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: image file missing")
+    """(H, W, 3) uint8 RGB of an image file (`formats.load_rgb_image`, shared with evaluation: 16-bit,
+    grey, palette, RGBA and CMYK images are converted; smaller than `formats.MIN_IMAGE_SIDE` pixels
+    is refused). InputError naming the file when it is missing, undecodable or too small."""
     try:
-        with Image.open(io.BytesIO(path.read_bytes())) as image:
-            return np.asarray(image.convert("RGB"))
-    except Exception as error:  # PIL raises several types for corrupt files
-        raise InputError(f"{path}: cannot decode image ({type(error).__name__})") from error
+        return formats.load_rgb_image(path)
+    except formats.FormatError as error:
+        raise InputError(str(error)) from error
 
 
 def read_landmarks(path) -> np.ndarray:
@@ -307,17 +304,6 @@ def read_landmarks(path) -> np.ndarray:
     if not np.isfinite(points).all():
         raise InputError(f"{path}: landmarks contain NaN or inf")
     return points
-
-
-def parse_box(text: str) -> tuple[float, float, float, float]:
-    parts = text.split(",")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"box {text!r}: expected x0,y0,x1,y1 (four numbers)")
-    return values
 
 
 def per_image(values: Sequence, count: int, option: str) -> list:
@@ -339,9 +325,11 @@ def output_names(images: Sequence) -> list[str]:
 
 
 def load_network(workdir=None, checkpoint: int | str | None = None, weights=None, image_size: int = 256):
-    """(network, variables, S) from a training run or a weights file (`tf_weights.save_weights`)."""
+    """(network, variables, S, representation name) from a training run or a weights file
+    (`tf_weights.save_weights`: the paper's representation)."""
     if weights is not None:
         width, variables = tf_weights.load_weights(weights, image_size)
-        return model_lib.ResFCN256(width=width), variables, image_size
+        return model_lib.ResFCN256(width=width), variables, image_size, "position"
     config, _, variables = inference.restore_variables(workdir, checkpoint)
-    return model_lib.build_model(config), variables, int(config.image_size)
+    rep = config.get("representation", "position")
+    return model_lib.build_model(config), variables, int(config.image_size), rep

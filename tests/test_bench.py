@@ -134,3 +134,13 @@ def test_model_benchmark_reports_consistent_numbers(tmp_path, tiny_run, capsys):
     )
     assert "MFU" in printed and "fwd b1" in printed and f"wrote {out}" in printed
     assert (tmp_path / "bench.png").stat().st_size > 10_000
+
+
+def test_sweep_benchmark_prints_both_kinds_of_runs(tiny_run, capsys):
+    overrides = [f"--config.{o}" for o in tiny_run]
+    assert bench.main(["sweep", "--runs", "2", "--steps", "2", *overrides]) == 0
+    printed = capsys.readouterr().out
+    separate = printed.split("separate (compiles every run):")[1].splitlines()[0].split(",")
+    swept = printed.split("sweep (one process):")[1].splitlines()[0].split(",")
+    assert len(separate) == len(swept) == 2 and all(float(s) > 0 for s in separate + swept)
+    assert "compile time saved per run:" in printed

@@ -3,10 +3,15 @@ from pathlib import Path
 import pytest
 
 from prn_jax import configuration
+from prn_jax.experiments import sweep
 from prn_jax.train import loop
 from prn_jax.train import trainer as trainer_lib
 
-CONFIGS = sorted(p.stem for p in configuration.CONFIGS_DIR.glob("*.py") if p.stem != "__init__")
+CONFIGS = sorted(
+    str(p.relative_to(configuration.CONFIGS_DIR).with_suffix(""))
+    for p in configuration.CONFIGS_DIR.rglob("*.py")
+    if p.stem != "__init__"
+)
 
 
 def test_overrides_keep_types():
@@ -81,17 +86,19 @@ def test_every_config_docstring_gives_commands_that_parse(name):
 
     from prn_jax import cli
 
-    doc = importlib.import_module(f"prn_jax.configs.{name}").__doc__
+    doc = importlib.import_module(f"prn_jax.configs.{name.replace('/', '.')}").__doc__
     commands = [
         line.strip() for line in doc.replace("\\\n", " ").splitlines() if line.strip().startswith("prn-jax ")
     ]
-    assert any(c.startswith("prn-jax train ") for c in commands), f"{name}: no `prn-jax train` command"
+    assert any(c.startswith(("prn-jax train ", "prn-jax sweep ")) for c in commands), f"{name}: no command"
     parser = cli.build_parser()
     for command in commands:
         argv = shlex.split(command)[1:]
         args = parser.parse_args([a for a in argv if not a.startswith("--config.")])
         if args.command == "train":
             configuration.load_config(args.config, [a for a in argv if a.startswith("--config.")])
+        if args.command == "sweep":
+            assert len(sweep.plan(args.config)) > 1
 
 
 def test_paper_refuses_without_data_and_names_the_build_command(tmp_path, capsys):

@@ -33,15 +33,16 @@ def _lowered_step(platform: str, *overrides: str) -> tuple[jax.stages.Lowered, t
     trainer = trainer_lib.Trainer(config)
     step = step_lib.make_train_step(trainer._programs.config, trainer.model, trainer.tx)
     sharded = jax.shard_map(
-        lambda s, b, w: step(s, b, w, None),
+        lambda s, b, w, r: step(s, b, w, None, r),
         mesh=trainer.mesh,
-        in_specs=(P(), P(step_lib.AXIS), P()),
+        in_specs=(P(), P(step_lib.AXIS), P(), P()),
         out_specs=(P(), P()),
         check_vma=False,
     )
     batch = {k: jax.ShapeDtypeStruct((4, SIZE, SIZE, 3), jnp.float32) for k in ("image", "pos_map")}
     weights = jax.ShapeDtypeStruct((SIZE, SIZE), jnp.float32)
-    traced = jax.jit(sharded, donate_argnums=(0,)).trace(trainer.abstract_state(), batch, weights)
+    run = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), step_lib.run_inputs(config))
+    traced = jax.jit(sharded, donate_argnums=(0,)).trace(trainer.abstract_state(), batch, weights, run)
     return traced.lower(lowering_platforms=(platform,)), trainer
 
 

@@ -54,7 +54,7 @@ sys.exit(code)
 RUN_TIMEOUT_S = 400
 
 
-def _launcher(workdir: Path) -> list[str]:
+def _launcher(workdir: Path, *extra: str) -> list[str]:
     train_args = [
         "--config",
         "tiny",
@@ -62,6 +62,7 @@ def _launcher(workdir: Path) -> list[str]:
         str(workdir),
         "--config.dtype=float64",
         *[f"--config.{o}" for o in OVERRIDES],
+        *extra,
     ]
     code = (
         "import sys; from launch import local_multiprocess as lm; "
@@ -172,6 +173,71 @@ def test_killed_run_resumes_and_matches_uninterrupted(two_process_runs):
         target = trainer_lib.Trainer(_float64_config("num_devices=8")).abstract_state()
         end_resumed, end_uninterrupted = (_state_at(w, STEPS, target) for w in (resumed, uninterrupted))
     for a, b in zip(_leaves(end_uninterrupted), _leaves(end_resumed)):
+        np.testing.assert_array_equal(b, a)
+
+
+def _process_of(workdir: Path, process_id: int) -> int:
+    """The pid of training process `process_id` of the run in `workdir` (from /proc)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            environ = (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+        except (OSError, ValueError):
+            continue
+        if str(workdir) in cmdline and f"JAX_PROCESS_ID={process_id}" in environ:
+            return int(proc.name)
+    raise AssertionError(f"no process {process_id} of {workdir}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the processes through /proc")
+def test_sigterm_to_one_process_stops_both_at_the_same_step_and_resume_is_exact(tmp_path):
+    """SIGTERM to process 1 only: the processes agree (an all-gather of their stop flags after
+    every dispatch) and both save the same step; the resumed run ends bitwise equal to an
+    uninterrupted one."""
+    steps = 24
+    extra = (f"--config.num_steps={steps}", "--config.checkpoint_every_steps=12")
+    workdir, uninterrupted = tmp_path / "stopped", tmp_path / "uninterrupted"
+    proc = subprocess.Popen(
+        _launcher(workdir, *extra),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not ((workdir / "metrics.jsonl").exists() and len(loop.read_log(workdir)) >= 4):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before the signal"
+            time.sleep(0.05)
+        os.kill(_process_of(workdir, 1), signal.SIGTERM)
+        out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:]
+    record = loop.read_run_record(workdir)
+    reached = record["step"]
+    assert record["status"] == "stopped" and 4 <= reached < steps, out[-3000:]
+    assert "[p1] prn-jax: SIGTERM received" in out and "[p0] prn-jax: SIGTERM received" not in out
+    assert out.count(f"stopped by SIGTERM at step {reached}") == 2  # both processes, the same step
+    assert (workdir / "checkpoints" / str(reached)).is_dir()
+    resumed = subprocess.run(
+        _launcher(workdir, *extra),
+        cwd=REPO,
+        env=_env(UNINTERRUPTED_WORKDIR=str(uninterrupted)),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"resumed from {workdir.resolve() / 'checkpoints' / str(reached)}" in resumed.stdout
+    with float64_compute():
+        target = trainer_lib.Trainer(_float64_config("num_devices=8")).abstract_state()
+        ends = [_state_at(w, steps, target) for w in (workdir, uninterrupted)]
+    for a, b in zip(_leaves(ends[1]), _leaves(ends[0])):
         np.testing.assert_array_equal(b, a)
 
 

@@ -89,6 +89,7 @@ def test_runs_differing_only_in_host_fields_share_compiled_programs():
         _config(
             "num_devices=2",
             "num_steps=99",
+            "seed=7",
             "log_every_steps=3",
             "weight_ratios=(1.0, 1.0, 1.0, 0.0)",
             "data.dir='/elsewhere'",

@@ -7,6 +7,7 @@
   prn-jax bench input --data DIR  the host input pipeline's examples/s
   prn-jax bench predict ...       per-image end-to-end inference
   prn-jax bench optimizer-layout  the train step with per-parameter vs flat Adam moments
+  prn-jax bench sweep             a sweep's seconds per run against plain train runs
 
 External twins (PyTorch, TensorFlow) live in the repository's benchmarks/ folder.
 """
@@ -23,6 +24,7 @@ SUITES = {
     "input": "prn_jax.bench.input",
     "predict": "prn_jax.bench.predict",
     "optimizer-layout": "prn_jax.bench.optimizer_layout",
+    "sweep": "prn_jax.bench.sweep",
 }
 
 

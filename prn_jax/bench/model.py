@@ -93,7 +93,7 @@ def bench_variant(
 
     # Training FLOPs per example: XLA's count for the step's program (before optimisation) over the
     # examples one device sees in one dispatch.
-    lowered = trainer.p_step.lower(holder["state"], batch, weights, None)
+    lowered = trainer.p_step.lower(holder["state"], batch, weights, None, trainer.run_inputs)
     per_device = config.batch_size // trainer.num_devices
     out = {
         "batch_size": config.batch_size,

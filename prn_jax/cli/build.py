@@ -14,20 +14,27 @@ import os
 import sys
 from pathlib import Path
 
-from prn_jax.data import build, formats
-
 HELP = "prepare the tfds datasets (array_record)"
 
 
 def run(args) -> int:
+    from prn_jax.cli import UsageError, check_output_dir
+
+    if not args.manual_dir.is_dir():
+        raise UsageError(f"--manual-dir {args.manual_dir}: no such folder")
+    if args.model is not None and not args.model.is_dir():
+        raise UsageError(f"--model {args.model}: no such folder")
+    check_output_dir(args.data_dir, "--data-dir")
+    from prn_jax.data import build, formats
+
+    if args.dataset not in (*build.DATASETS, "both"):
+        raise UsageError(f"--dataset {args.dataset}: choose from {', '.join(build.DATASETS)} or both")
     names = build.DATASETS if args.dataset == "both" else (args.dataset,)
     try:
         for name in names:
             build.build_dataset(name, args)
     except formats.FormatError as error:
-        print(
-            f"prn-jax build: error: {error}\n  (--skip-invalid skips and reports such files)", file=sys.stderr
-        )
+        print(f"prn-jax build: error: {error} (--skip-invalid skips and reports such files)", file=sys.stderr)
         return 2
     except ValueError as error:
         print(f"prn-jax build: error: {error}", file=sys.stderr)
@@ -35,7 +42,7 @@ def run(args) -> int:
     return 0
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="tfds data dir (output)")
     parser.add_argument(
         "--manual-dir", type=Path, required=True, help="folder holding 300W_LP/ and/or AFLW2000/"
@@ -47,7 +54,10 @@ def add_arguments(parser) -> None:
         help="folder with BFM.mat + BFM_UV.mat (default <manual dir>/model for "
         "prn_300w_lp; aflw2000_3d makes maps only when given)",
     )
-    parser.add_argument("--dataset", choices=build.DATASETS + ("both",), default="prn_300w_lp")
+    # Checked in `run` against `prn_jax.data.build.DATASETS` (importing it here would pull in tfds).
+    parser.add_argument(
+        "--dataset", default="prn_300w_lp", help="the dataset to build: prn_300w_lp, aflw2000_3d or both"
+    )
     parser.add_argument(
         "--map-size", type=int, choices=(256, 128, 64), default=256, help="crop and position-map side S"
     )
@@ -55,7 +65,7 @@ def add_arguments(parser) -> None:
         "--flip",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="include the 300W-LP *_Flip folders (default: yes, 122,450 samples)",
+        help="include the 300W-LP *_Flip folders (122,450 samples with them)",
     )
     parser.add_argument(
         "--augmented-copies",

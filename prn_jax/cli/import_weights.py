@@ -9,10 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from prn_jax import model as model_lib
-from prn_jax.model import tf_weights
-
-HELP = "convert PRNet's released TensorFlow checkpoint to a prn-jax weights file (needs prn-jax[tf])"
+HELP = "PRNet's released TF checkpoint -> weights file"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from prn_jax.cli import check_output_file
+
+    check_output_file(args.out, "--out")
+    from prn_jax import model as model_lib
+    from prn_jax.model import tf_weights
+
     try:
         variables = tf_weights.import_tf_checkpoint(args.checkpoint)
     except (ImportError, tf_weights.WeightImportError) as error:

@@ -7,16 +7,17 @@ Stages (each shows progress; a rerun reuses what exists and resumes training):
   2. build  OUT/data/tfds: the prn_300w_lp and aflw2000_3d tfds datasets (array_record)
   3. train  OUT/run: checkpoints, metrics.jsonl, tensorboard/, best/ (periodic evaluation)
   4. eval   OUT/run/eval/<step>: metrics.json, table1.md (with the mean-face baseline), CED PNGs
-Any config field can be overridden with --config.FIELD=VALUE.
+Any config field can be overridden with --config.FIELD=VALUE, e.g.
+
+  prn-jax main --out runs/quick --num 200 --test-num 20 --config.num_steps=300
 """
 
 from __future__ import annotations
 
 import argparse
 
-from prn_jax import main_job
-
 HELP = "the whole job on the embedded default"
+TAKES_CONFIG = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from prn_jax import main_job
+    from prn_jax.cli import check_output_dir
+
+    check_output_dir(args.out, "--out")
     main_job.run_main_job(
         args.out, args.config, args.overrides, args.num, args.test_num, args.seed, args.workers
     )

@@ -1,9 +1,10 @@
 """`prn-jax predict`: images -> position map, 68 landmarks, coloured dense mesh, head pose, overlay.
 
-  prn-jax predict photo.jpg --workdir runs/default --model data/model --box 120,80,330,310 --out out/
+  prn-jax predict photo.jpg --workdir runs/default/run --model runs/default/data/synth/model \\
+      --box 120,80,330,310 --out out/
   prn-jax predict a.jpg b.jpg --weights prnet_official.npz --model PRNet/Data/uv-data \\
       --landmarks a_pts.txt b_pts.txt --out out/
-  prn-jax predict face.jpg --workdir runs/default --model data/model --auto-box
+  prn-jax predict face.jpg --workdir runs/default/run --model runs/default/data/synth/model --auto-box
 
 Per image NAME it writes to --out:
   NAME_posmap.npy  (S, S, 3) float32 position map in original image pixels (x right, y down,
@@ -23,16 +24,25 @@ face crops). One box or landmark file serves every image, or give one per image,
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from prn_jax import inference, predict
-from prn_jax.checkpointing import CheckpointError
-from prn_jax.geometry import model_assets
-from prn_jax.model.tf_weights import WeightImportError
+HELP = "landmarks, mesh, head pose and overlay for photos"
+CONFIG_FROM_CHECKPOINT = True
 
-HELP = "position map, landmarks, mesh, head pose and overlay for images (from a run or imported weights)"
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """`--box x0,y0,x1,y1` -> four finite floats (argparse type: a bad box is a usage error)."""
+    parts = text.split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"box {text!r}: expected x0,y0,x1,y1 (four numbers)")
+    return values
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument(
         "--box",
-        type=predict.parse_box,
+        type=parse_box,
         action="append",
         help="face box x0,y0,x1,y1 in image pixels; once for all images or once per image",
     )
@@ -79,13 +89,21 @@ def _fail(message: str) -> None:
 
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
     """0: every image done; 1: some images failed (the rest were written); 2: nothing could run."""
+    from prn_jax.cli import check_output_dir, error_text
+
+    check_output_dir(args.out, "--out")
+    from prn_jax import inference, predict, representation
+    from prn_jax.checkpointing import CheckpointError
+    from prn_jax.geometry import model_assets
+    from prn_jax.model.tf_weights import WeightImportError
+
     images = list(args.images)
     try:
         boxes = predict.per_image(args.box, len(images), "--box") if args.box else None
         landmark_files = (
             predict.per_image(args.landmarks, len(images), "--landmarks") if args.landmarks else None
         )
-        network, variables, size = predict.load_network(
+        network, variables, size, rep_name = predict.load_network(
             args.workdir, args.checkpoint, args.weights, args.image_size
         )
         assets, frontal, _, _ = model_assets.load_assets(args.model, size)
@@ -97,12 +115,18 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
         KeyError,
         ValueError,
     ) as error:
-        _fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        _fail(error_text(error))
         return 2
     if args.auto_box:
         print(f"prn-jax predict: warning: {predict.AUTO_BOX_WARNING}", file=sys.stderr)
     mean_face = predict.canonical_face_points(frontal, assets)
-    predict_fn = inference.make_predict_fn(network, variables, batch_size=1)
+    predict_fn = inference.make_predict_fn(
+        network,
+        variables,
+        batch_size=1,
+        rep=representation.resolve(rep_name),
+        context=representation.make_context(size, frontal, assets),
+    )
     out_dir = Path(args.out)
     failures = 0
     for i, (path, name) in enumerate(zip(images, predict.output_names(images))):

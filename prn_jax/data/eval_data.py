@@ -32,9 +32,12 @@ from prn_jax.geometry import face_model as fm
 
 def read_aflw_sample(image_path, mat_path) -> dict:
     """One AFLW2000-3D sample (`NAME.jpg` + `NAME.mat`, read by `prn_jax.data.formats`, whose
-    FormatError names the file and key) as an example dict (module docstring), with the fit."""
+    FormatError names the file and key) as an example dict (module docstring), with the fit.
+
+    The image goes through `formats.load_rgb_image`, the loader `prn-jax predict` uses too (grey,
+    16-bit, palette, RGBA and CMYK files converted to RGB; tiny images refused)."""
     annotation = formats.read_aflw2000_annotation(mat_path)
-    _, pixels = formats.read_rgb_image(image_path)
+    pixels = formats.load_rgb_image(image_path)
     fit = annotation.fit
     return {
         "image": pixels,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 W300LP_DATABASES = ("AFW", "HELEN", "IBUG", "LFPW")
 FLIP_SUFFIX = "_Flip"
@@ -148,6 +148,63 @@ def read_rgb_image(path) -> tuple[bytes, np.ndarray]:
     if mode != "RGB" or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise FormatError(path, "image", f"mode {mode} shape {pixels.shape}, expected RGB")
     return data, pixels
+
+
+# Smallest width and height, in pixels, that `load_rgb_image` accepts. Below it an image cannot
+# hold a face worth predicting or evaluating (the network's crops are 64 to 256 pixels; a 32 x 32
+# face is already upsampled 2-8x), so such a file is almost surely a thumbnail, an icon or a
+# mistake, and is refused with its name instead of giving a meaningless result.
+MIN_IMAGE_SIDE = 32
+# Pillow modes of 16-bit (or wider integer) greyscale images: values 0..65535.
+_WIDE_GREY_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+# Modes with an alpha channel (or a palette that may carry transparency): read through RGBA.
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA", "P")
+
+
+def load_rgb_image(path, min_side: int = MIN_IMAGE_SIDE) -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of any image file Pillow decodes: the one image loader of
+    `prn-jax predict` and of evaluation folders (the tfds builders keep `read_rgb_image`, which
+    accepts only RGB files).
+
+    Conversions: 8-bit RGB as stored; 8-bit grey (and bilevel) repeated in the three channels;
+    16-bit grey PNG/TIFF scaled by 255/65535 and rounded (not clipped: a clipped one is all white);
+    16-bit RGB(A) PNG as Pillow reads it (the high byte of each value); palette images through their
+    palette; an alpha channel is dropped (not composited); CMYK (and YCbCr) JPEGs converted by
+    Pillow. Only the first frame of a multi-frame file is read; EXIF orientation is not applied.
+
+    FormatError (key 'image') naming the file when it is missing, undecodable (also truncated),
+    floating-point, or smaller than `min_side` pixels in width or height.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(path, "image", "file missing" if not path.exists() else "not a file")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width < min_side or height < min_side:
+                raise FormatError(
+                    path,
+                    "image",
+                    f"{width}x{height} pixels, smaller than the {min_side}x{min_side} minimum "
+                    f"(formats.MIN_IMAGE_SIDE)",
+                )
+            image.load()
+            mode = image.mode
+            if mode in _WIDE_GREY_MODES:
+                grey = np.asarray(image).astype(np.float64)
+                grey = np.rint(np.clip(grey, 0, 65535) * (255 / 65535)).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=-1)
+            if mode == "F":
+                raise FormatError(path, "image", "floating-point (mode F) image: save it as 8- or 16-bit")
+            if mode in _ALPHA_MODES:
+                return np.ascontiguousarray(np.asarray(image.convert("RGBA"))[..., :3])
+            return np.asarray(image.convert("RGB"))
+    except FormatError:
+        raise
+    except Exception as error:  # PIL raises several types for corrupt or unsupported files
+        message = str(error).strip().splitlines()
+        detail = message[0] if message and not isinstance(error, UnidentifiedImageError) else "not an image"
+        raise FormatError(path, "image", f"cannot decode ({detail})") from error
 
 
 def pair_images_with_mats(folder) -> tuple[list[tuple[Path, Path]], list[FormatError]]:

@@ -11,21 +11,39 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from prn_jax import augment
-from prn_jax.data import input_pipeline
+from prn_jax.data import eval_data, input_pipeline
 
 TILE = 256
 DOT_RADIUS = 2
 
 
-def default_model_dir(data_dir: Path) -> Path:
-    """The first folder holding BFM.mat + BFM_UV.mat among the usual places near `data_dir`."""
-    candidates = [data_dir.parent / "model", data_dir / "downloads" / "manual" / "model"]
+def model_dir_candidates(data_dir: Path, extra=()) -> list[Path]:
+    """Where the morphable model of a tfds data dir usually is, in the order searched: DATA/model
+    and DATA/../model (`eval_data.find_model_dir`, what `prn-jax eval` uses), DATA/../synth/model
+    (`prn-jax main`'s OUT/data/tfds beside OUT/data/synth), DATA/downloads/manual/model, then
+    `extra` (e.g. the config's data.model_dir)."""
+    data_dir = Path(data_dir)
+    return [
+        data_dir / "model",
+        data_dir.parent / "model",
+        data_dir.parent / "synth" / "model",
+        data_dir / "downloads" / "manual" / "model",
+        *(Path(p) for p in extra),
+    ]
+
+
+def default_model_dir(data_dir: Path, extra=()) -> Path:
+    """The first folder of `model_dir_candidates` holding BFM.mat + BFM_UV.mat.
+
+    FileNotFoundError naming every folder tried and --model when there is none.
+    """
+    found = eval_data.find_model_dir(Path(data_dir))
+    candidates = ([found] if found is not None else []) + model_dir_candidates(data_dir, extra)
     for folder in candidates:
         if (folder / "BFM.mat").is_file() and (folder / "BFM_UV.mat").is_file():
             return folder
-    raise FileNotFoundError(
-        "no BFM.mat + BFM_UV.mat in " + ", ".join(map(str, candidates)) + "; pass --model DIR"
-    )
+    tried = list(dict.fromkeys(map(str, model_dir_candidates(data_dir, extra))))
+    raise FileNotFoundError("no BFM.mat + BFM_UV.mat in " + ", ".join(tried) + "; pass --model DIR")
 
 
 def train_keys(seed: int, global_batch: int, count: int):

@@ -11,7 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from prn_jax import configuration
+from prn_jax import configuration, representation
 from prn_jax.data import generated, input_pipeline
 from prn_jax.geometry import ground_truth, model_assets
 
@@ -116,28 +116,33 @@ def region_labels(config) -> np.ndarray:
     return training_geometry(config)[0]
 
 
-def training_geometry(config) -> tuple[np.ndarray, ground_truth.FitRenderArrays | None]:
-    """(S, S) UV region labels, and the numpy `FitRenderArrays` when the maps are rendered on
-    the device (`config.data.maps_on_device`, which needs BFM.mat + BFM_UV.mat), else None."""
+def training_geometry(
+    config,
+) -> tuple[np.ndarray, ground_truth.FitRenderArrays | None, representation.Context]:
+    """(S, S) UV region labels; the numpy `FitRenderArrays` when the maps are rendered on the
+    device (`config.data.maps_on_device`, which needs BFM.mat + BFM_UV.mat), else None; and the
+    target representation's context (the mean face's map; zeros for generated data)."""
     on_device = bool(config.data.get("maps_on_device", False))
+    size = config.image_size
     if config.data.source == "generated":
         if on_device:
             raise configuration.ConfigError(
                 "config.data.maps_on_device = True needs "
                 "config.data.source = 'tfds' (generated data has no fits)"
             )
-        return generated.region_labels(config.image_size), None
+        return generated.region_labels(size), None, representation.make_context(size)
     if not config.data.model_dir:
         raise configuration.ConfigError(
             "config.data.model_dir = '': a tfds run needs the face model "
             "(BFM.mat + BFM_UV.mat or PRNet uv-data) for the weight map"
         )
-    assets, _, model, raster = model_assets.load_assets(config.data.model_dir, config.image_size)
+    assets, frontal, model, raster = model_assets.load_assets(config.data.model_dir, size)
+    context = representation.make_context(size, frontal, assets)
     if not on_device:
-        return assets.region_labels, None
+        return assets.region_labels, None, context
     if model is None:
         raise configuration.ConfigError(
             f"config.data.maps_on_device = True: {config.data.model_dir} holds PRNet uv-data, which "
             f"has no morphable model; point config.data.model_dir at BFM.mat + BFM_UV.mat"
         )
-    return assets.region_labels, ground_truth.fit_render_arrays(model, raster)
+    return assets.region_labels, ground_truth.fit_render_arrays(model, raster), context

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from prn_jax import checkpointing, inference
-from prn_jax import model as model_lib
 from prn_jax.data import eval_data
 from prn_jax.evaluation import baseline, metrics, protocol, report
 from prn_jax.geometry import crop, model_assets
@@ -144,16 +143,20 @@ def run_eval(
             f"{data}: no model folder found; pass --model (BFM.mat + BFM_UV.mat "
             f"or PRNet uv-data) for the keypoint UV pixels and face mask"
         )
-    predictors, steps, size = {}, {}, None
+    restored, steps = {}, {}
     for name, run_dir, _, step in resolved:
         config, step, variables = inference.restore_variables(run_dir, name)
-        if size not in (None, int(config.image_size)):
-            raise ValueError(f"checkpoints {checkpoints}: different map sizes; evaluate them apart")
-        size = int(config.image_size)
         method = f"prn-jax {_checkpoint_label(name, step)}"
-        predictors[method] = inference.make_predict_fn(model_lib.build_model(config), variables, batch_size)
-        steps[method] = int(step)
+        restored[method], steps[method] = (config, variables), int(step)
+    sizes = {int(config.image_size) for config, _ in restored.values()}
+    if len(sizes) > 1:
+        raise ValueError(f"checkpoints {checkpoints}: different map sizes; evaluate them apart")
+    size = sizes.pop()
     assets, frontal, face, raster = model_assets.load_assets(model_dir, size)
+    predictors = {
+        method: inference.run_predict_fn(config, variables, batch_size, frontal, assets)
+        for method, (config, variables) in restored.items()
+    }
     title_data = f"{described['kind']} {described['name']} ({described['fingerprint']})"
     log(f"evaluating {workdir}: {', '.join(steps)} on {title_data}")
     log(f"  maps {size}x{size}, UV assets from {model_dir}")

@@ -7,6 +7,7 @@ every side effect of training (files, logs, checkpoints).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -15,12 +16,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from prn_jax import configuration
+from prn_jax import checkpointing, configuration
 from prn_jax import loss as loss_lib
 from prn_jax.checkpointing import Checkpointer
 from prn_jax.data import eval_data, train_data
 from prn_jax.evaluation import periodic
 from prn_jax.geometry import model_assets
+from prn_jax.train import preemption
+from prn_jax.train import step as step_lib
 from prn_jax.train.trainer import Trainer, stack_dispatch, to_host
 
 
@@ -36,7 +39,7 @@ def make_periodic_eval(config, log: Callable[[str], None]):
             f"validation split of the tfds dataset; config.data.source = {config.data.source!r} has none "
             f"(set eval_every_steps = 0)"
         )
-    assets = model_assets.load_assets(config.data.model_dir, config.image_size)[0]
+    assets, frontal = model_assets.load_assets(config.data.model_dir, config.image_size)[:2]
     try:
         examples = eval_data.validation_examples(config, config.eval_limit)
     except FileNotFoundError as e:
@@ -47,17 +50,20 @@ def make_periodic_eval(config, log: Callable[[str], None]):
         f"periodic validation every {config.eval_every_steps} steps on {len(examples)} held-out images "
         f"({eval_data.VALIDATION_SPLIT} split of {config.data.dir})"
     )
-    return periodic.make_periodic_evaluator(config, examples, assets)
+    return periodic.make_periodic_evaluator(config, examples, assets, frontal_map=frontal)
 
 
 def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] = print) -> dict:
     """Train from scratch or resume from WORKDIR's latest checkpoint.
 
-    Returns {"state", "last_metrics", "trace_count"}: the final state and logged metrics, and how
-    often the step was traced (compiled) during this call: 1, or 0 when this process had already
-    compiled the same programs (see `Trainer`).
+    Returns {"state", "last_metrics", "trace_count", "step", "stopped_by"}: the final state and
+    logged metrics; how often the step was traced (compiled) during this call: 1, or 0 when this
+    process had already compiled the same programs (see `Trainer`); the step reached; and the
+    signal's name ("SIGTERM", "SIGINT") when a signal stopped the run early (`preemption`: a
+    checkpoint was saved at that step; rerunning resumes exactly), else "".
 
-    Writes WORKDIR/metrics.jsonl (one line per logged step) and WORKDIR/checkpoints/. The step
+    Writes WORKDIR/run.json (config, provenance, status: running, stopped or finished),
+    WORKDIR/metrics.jsonl (one line per logged step) and WORKDIR/checkpoints/. The step
     runs under `jax.transfer_guard("disallow")`: batches are put on the devices explicitly and
     metrics fetched explicitly, so any hidden host round-trip inside the loop is an error.
     """
@@ -66,6 +72,7 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
         log = lambda message: None  # noqa: E731 - only process 0 reports
     if config.compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(config.compilation_cache_dir))
+    given = copy.deepcopy(config)  # run.json records the config as given (before data sizes)
     train_data.prepare_data_config(config)
     trainer = Trainer(config)  # validates the config before any compilation
     total = configuration.total_steps(config)
@@ -83,9 +90,10 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
     )
     log(f"checkpoints: {Path(workdir).resolve() / 'checkpoints'} (config, seed, versions, git revision)")
     traces_before = trainer.trace_count
-    labels, geometry = train_data.training_geometry(config)
+    labels, geometry, context = train_data.training_geometry(config)
     weights = trainer.place(jnp.asarray(loss_lib.weight_map(labels, config.weight_ratios)))
     geometry = trainer.place(geometry) if geometry is not None else None
+    run_inputs = trainer.place(step_lib.run_inputs(config, context))
     periodic_eval = make_periodic_eval(config, log)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(workdir, config)
@@ -99,6 +107,8 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
     start = int(to_host(state.step))
     k = config.steps_per_dispatch
     lead = jax.process_index() == 0
+    if lead:
+        write_run_record(workdir, given, total, start, "running" if start < total else "finished")
     logger = MetricsLogger(workdir, start, enabled=lead)
     best = BestCheckpoint(workdir, config, logger.history) if periodic_eval else None
     batches = (
@@ -115,33 +125,72 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
         log(f"already finished: step {start} of {total}; nothing to train")
     elif trainer.trace_count == traces_before:
         log("compiling the train step (the first step waits for it)")
-    last, t0 = {}, time.perf_counter()
-    for step in range(start, total, k):
-        batch = trainer.place_batch(next(batches))
-        with jax.transfer_guard("disallow"):
-            state, metrics = trainer.step(state, batch, weights, geometry)
-        done = step + k
-        if done % config.log_every_steps == 0 or done == total:
-            last = {k_: float(to_host(v)) for k_, v in metrics.items()}
-            last["seconds"] = round(time.perf_counter() - t0, 3)
-            logger.write(done, last)
-            log(
-                f"step {done}/{total}  loss {last['loss']:.6f}  lr {last['learning_rate']:.2e}  "
-                f"({last['seconds']:.1f}s)"
-            )
-        if periodic_eval and (done % config.eval_every_steps == 0 or done == total):
-            host_state = jax.tree.map(to_host, state)
-            scores = periodic_eval(host_state)
-            logger.write(done, scores)
-            log(f"step {done}/{total}  eval " + "  ".join(f"{n} {v:.4f}" for n, v in scores.items()))
-            best.update(done, scores, state)
-        if done % config.checkpoint_every_steps == 0 or done == total:
-            ckpt.save(done, state, data_iterator)
-    ckpt.close()
+    last, t0, done = {}, time.perf_counter(), start
+    stop = preemption.StopSignal()
+    with stop:
+        for step in range(start, total, k):
+            batch = trainer.place_batch(next(batches))
+            with jax.transfer_guard("disallow"):
+                state, metrics = trainer.step(state, batch, weights, geometry, run_inputs)
+            done = step + k
+            if done % config.log_every_steps == 0 or done == total:
+                last = {k_: float(to_host(v)) for k_, v in metrics.items()}
+                last["seconds"] = round(time.perf_counter() - t0, 3)
+                logger.write(done, last)
+                log(
+                    f"step {done}/{total}  loss {last['loss']:.6f}  lr {last['learning_rate']:.2e}  "
+                    f"({last['seconds']:.1f}s)"
+                )
+            if periodic_eval and (done % config.eval_every_steps == 0 or done == total):
+                scores = periodic_eval(jax.tree.map(to_host, state))
+                logger.write(done, scores)
+                log(f"step {done}/{total}  eval " + "  ".join(f"{n} {v:.4f}" for n, v in scores.items()))
+                best.update(done, scores, state)
+            stopping = stop.should_stop()  # every process calls it after every dispatch
+            if done % config.checkpoint_every_steps == 0 or done == total or stopping:
+                ckpt.save(done, state, data_iterator)
+            if stopping and done < total:
+                break
+        ckpt.close()
     logger.close()
     if best:
         best.close()
-    return {"state": state, "last_metrics": last, "trace_count": trainer.trace_count - traces_before}
+    status = "finished" if done >= total else "stopped"
+    if lead:
+        write_run_record(workdir, given, total, done, status)
+    if done < total:
+        log(
+            f"{stop.name}: stopped at step {done} of {total}; saved {ckpt.directory / str(done)}; "
+            f"run the same command again to resume"
+        )
+    return {
+        "state": state,
+        "last_metrics": last,
+        "trace_count": trainer.trace_count - traces_before,
+        "step": done,
+        "stopped_by": stop.name if done < total else "",
+    }
+
+
+def write_run_record(workdir: Path, config, total: int, step: int, status: str) -> None:
+    """WORKDIR/run.json: the run's config as given (before `prepare_data_config`) and provenance
+    (`checkpointing.run_metadata`), its length, the step reached and its status (running,
+    stopped, finished), written atomically."""
+    record = {
+        "status": status,
+        "step": int(step),
+        "total_steps": int(total),
+        **checkpointing.run_metadata(config),
+    }
+    tmp = workdir / ".run.json.partial"
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(workdir / "run.json")
+
+
+def read_run_record(workdir: str | Path) -> dict | None:
+    """WORKDIR/run.json as written by `write_run_record`, or None when absent."""
+    path = Path(workdir) / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 class MetricsLogger:

@@ -13,6 +13,10 @@ or, with `config.data.maps_on_device`, instead of "pos_map" the fits and crops (
 "shape", "expression", "crop_transform" (D, B, 3, 3), "image_height" (D, B)), from which the
 step renders the maps with `geometry.position_maps_from_fits` and the `FitRenderArrays` it is
 given (model + UV raster, replicated like the weight map).
+
+Run inputs (`RunInputs`, replicated): the seed and the representation's context are arguments of
+the compiled step, not constants in it, so runs that differ only in them (seeds of a sweep) share
+one compiled program.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import optax
 
-from prn_jax import augment, configuration
+from prn_jax import augment, configuration, representation
 from prn_jax import loss as loss_lib
 from prn_jax import model as model_lib
 from prn_jax.geometry import ground_truth
@@ -40,6 +44,19 @@ class TrainState:
     params: Any  # float32 network weights
     batch_stats: Any  # BatchNorm moving mean / variance
     opt_state: Any  # Adam moments
+
+
+@flax.struct.dataclass
+class RunInputs:
+    seed: jax.Array  # () int32: init, data order and augmentation keys
+    context: representation.Context  # the target representation's context
+
+
+def run_inputs(config, context: representation.Context | None = None) -> RunInputs:
+    """The run inputs of `config` (context: zeros, as for procedural data, when None)."""
+    if context is None:
+        context = representation.make_context(config.image_size)
+    return RunInputs(seed=jnp.asarray(config.seed, jnp.int32), context=context)
 
 
 def learning_rate_schedule(config) -> optax.Schedule:
@@ -67,8 +84,10 @@ def make_optimizer(config) -> optax.GradientTransformation:
     return optax.flatten(tx) if config.get("flat_optimizer_state", False) else tx
 
 
-def create_train_state(config, model, tx) -> TrainState:
-    variables = model_lib.init_variables(model, jax.random.PRNGKey(config.seed), config.image_size)
+def create_train_state(config, model, tx, seed=None) -> TrainState:
+    """The initial state; seed: int or traced int32 (default config.seed)."""
+    seed = config.seed if seed is None else seed
+    variables = model_lib.init_variables(model, jax.random.PRNGKey(seed), config.image_size)
     params = variables["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -92,7 +111,7 @@ def _weight_penalty(params) -> jax.Array:
     return 0.5 * sum(jnp.sum(jnp.square(x)) for x in leaves)
 
 
-def augment_per_device(config, params: augment.AugmentParams, step, images, pos):
+def augment_per_device(seed, params: augment.AugmentParams, step, images, pos):
     """Augment this device's examples; example j of the global batch uses the key
     fold_in(fold_in(PRNGKey(seed), step), j), whatever the device count."""
     if not params.any_enabled:
@@ -100,7 +119,7 @@ def augment_per_device(config, params: augment.AugmentParams, step, images, pos)
     per_device = images.shape[0]
     first = jax.lax.axis_index(AXIS) * per_device
     keys = jax.vmap(augment.train_example_key, in_axes=(None, None, 0))(
-        config.seed, step, first + jnp.arange(per_device)
+        seed, step, first + jnp.arange(per_device)
     )
     return jax.vmap(augment.augment_example, in_axes=(0, 0, 0, None))(keys, images, pos, params)
 
@@ -120,21 +139,25 @@ def batch_position_maps(batch, geometry) -> jax.Array:
 
 
 def make_train_step(config, model, tx) -> Callable:
-    """Per-device step(state, batch, weights, geometry) -> (state, metrics); call it under pmap.
+    """Per-device step(state, batch, weights, geometry, run) -> (state, metrics); call it under pmap.
 
     geometry: `ground_truth.FitRenderArrays` for batches of fits (maps_on_device), else None.
+    run: `RunInputs`. The loss is `loss.resolve_loss(config.loss)`, the target
+    `representation.resolve(config.representation).encode` of the position maps.
     """
-    scale = model_lib.position_scale(config.image_size)
     aug_params = augment.AugmentParams.from_config(config)
+    loss_fn_of_config = loss_lib.resolve_loss(config.loss)
+    rep = representation.resolve(config.get("representation", "position"))
 
-    def step(state: TrainState, batch, weights, geometry=None):
+    def step(state: TrainState, batch, weights, geometry, run: RunInputs):
         images = batch["image"]
         if images.dtype == jnp.uint8:
             images = images.astype(jnp.float32) / 255.0
         images, pos_map = augment_per_device(
-            config, aug_params, state.step, images, batch_position_maps(batch, geometry)
+            run.seed, aug_params, state.step, images, batch_position_maps(batch, geometry)
         )
-        target = pos_map / scale
+        target = rep.encode(pos_map, run.context)
+        batch_weights = jnp.broadcast_to(weights, pos_map.shape[:3]).astype(jnp.float32)
 
         def loss_fn(params):
             out, updates = model.apply(
@@ -143,9 +166,7 @@ def make_train_step(config, model, tx) -> Callable:
                 train=True,
                 mutable=["batch_stats"],
             )
-            data_loss = loss_lib.position_map_loss(
-                out, target, weights, config.loss, config.get("z_offset_weight", 1.0)
-            )
+            data_loss = loss_fn_of_config(out, target, batch_weights, config)
             total = data_loss
             if config.l2_regularization:
                 total = total + config.l2_regularization * _weight_penalty(params)

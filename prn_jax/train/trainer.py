@@ -15,14 +15,24 @@ import numpy as np
 
 from prn_jax import configuration, cpu_runtime
 from prn_jax import model as model_lib
-from prn_jax.train.step import AXIS, TrainState, create_train_state, make_optimizer, make_train_step
+from prn_jax.train.step import (
+    AXIS,
+    TrainState,
+    create_train_state,
+    make_optimizer,
+    make_train_step,
+    run_inputs,
+)
 
 # Config fields the compiled programs never read: the host loop's (run length, logging,
 # checkpoints, periodic evaluation, where the data lives and how it is read; the devices are part
-# of the program key instead of num_devices) and the loss weight ratios (the step gets the weight
-# map as an argument). The programs are built from the config without them, so reading one there
-# raises, and runs in one process that differ only in them share their compiled programs.
+# of the program key instead of num_devices), the loss weight ratios (the step gets the weight
+# map as an argument) and the seed (an argument too: `step.RunInputs`). The programs are built
+# from the config without them, so reading one there raises, and runs in one process that differ
+# only in them (seeds and weight ratios of a sweep) share their compiled programs.
 HOST_FIELDS = (
+    "seed",
+    "test_data",
     "num_epochs",
     "num_steps",
     "num_devices",
@@ -73,39 +83,41 @@ class _Programs:
         step = make_train_step(config, self.model, self.tx)
         k = config.steps_per_dispatch
 
-        def dispatch(state, batch, weights, geometry):
+        def dispatch(state, batch, weights, geometry, run):
             self.trace_count += 1  # runs at trace time only: counts compilations
             if k == 1:
-                return step(state, batch, weights, geometry)
-            state, metrics = jax.lax.scan(lambda s, b: step(s, b, weights, geometry), state, batch)
+                return step(state, batch, weights, geometry, run)
+            state, metrics = jax.lax.scan(lambda s, b: step(s, b, weights, geometry, run), state, batch)
             return state, jax.tree.map(lambda m: m[-1], metrics)
 
         self.p_step = jax.pmap(
             dispatch,
             axis_name=AXIS,
-            in_axes=(None, 0, None, None),
+            in_axes=(None, 0, None, None, None),
             out_axes=None,
             devices=devices,
             donate_argnums=(0,),
         )
 
-    def _create_state(self) -> TrainState:
-        return create_train_state(self.config, self.model, self.tx)
+    def _create_state(self, seed) -> TrainState:
+        return create_train_state(self.config, self.model, self.tx, seed)
 
-    def init_state(self) -> TrainState:
+    def init_state(self, seed: int) -> TrainState:
         """See `Trainer.init_state`; the program is compiled on the first call."""
         if self._compiled_init is None:
-            lowered = jax.jit(self._create_state, out_shardings=self.replicated).lower()
+            lowered = jax.jit(self._create_state, out_shardings=self.replicated).lower(
+                jax.ShapeDtypeStruct((), np.int32)
+            )
             cpu = self.mesh.devices.flat[0].platform == "cpu"
             options = cpu_runtime.RUN_ONCE_COMPILER_OPTIONS if cpu else None
             self._compiled_init = lowered.compile(compiler_options=options)
-        return self._compiled_init()
+        return self._compiled_init(np.int32(seed))
 
     def abstract_state(self) -> TrainState:
         """See `Trainer.abstract_state`."""
         return jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.replicated),
-            jax.eval_shape(self._create_state),
+            jax.eval_shape(self._create_state, jax.ShapeDtypeStruct((), np.int32)),
         )
 
 
@@ -163,6 +175,8 @@ class Trainer:
         self._programs = _programs_for(config, self.devices)
         self.mesh = self._programs.mesh
         self.model, self.tx, self.p_step = self._programs.model, self._programs.tx, self._programs.p_step
+        # The seed and a zero representation context; the training loop passes the run's own.
+        self.run_inputs = self.place(run_inputs(config))
 
     @property
     def trace_count(self) -> int:
@@ -186,7 +200,7 @@ class Trainer:
         and Adam state) took 19-25 s to compile at XLA's default -O3 and 4-11 s at -O0 (once per
         process and program, see HOST_FIELDS). The values are deterministic either way (a few
         differ from -O3's by <= 2e-7)."""
-        return self._programs.init_state()
+        return self._programs.init_state(self.config.seed)
 
     def abstract_state(self) -> TrainState:
         """The initial state's shapes and dtypes with the replicated sharding of `place`
@@ -204,10 +218,12 @@ class Trainer:
         sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(AXIS))
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
-    def step(self, state, batch, weights, geometry=None):
+    def step(self, state, batch, weights, geometry=None, run=None):
         """One dispatch (`steps_per_dispatch` updates); `batch` must already be on the devices,
-        `weights` and `geometry` (FitRenderArrays or None) placed with `place`."""
-        state, metrics = self.p_step(state, batch, weights, geometry)
+        `weights`, `geometry` (FitRenderArrays or None) and `run` (`step.RunInputs`; default
+        `self.run_inputs`) placed with `place`."""
+        run = self.run_inputs if run is None else run
+        state, metrics = self.p_step(state, batch, weights, geometry, run)
         if jax.process_count() > 1:
             state = self.globalize(state)
         return state, metrics

@@ -1,0 +1,1 @@
+"""Experiments as objects: sweeps of runs and their comparison."""
