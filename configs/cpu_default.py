@@ -6,11 +6,11 @@ synthetic data, builds the tfds datasets and fills in the data paths:
   prn-jax train --config configs/cpu_default.py --workdir runs/default/run \
       --config.data.dir=runs/default/data/tfds --config.data.model_dir=runs/default/data/synth/model
 
-Time and result (`bash scripts/main_job.sh` from a fresh clone, 2-core CPU, 2026-12-02): 9 min 18 s
-in all, 440 s of it training; the validation-chosen checkpoint (step 2250) reaches a 68-point 2D
-NME over the 150 synthetic test images of 7.90% (mean face 18.86%), 3D 13.15% (27.09%), dense 3D
-17.25% (30.98%), but ICP reconstruction 5.84% (4.20%). Synthetic data: not comparable with the
-paper's numbers.
+Time and result (`bash scripts/main_job.sh` from a fresh clone, 2-core CPU, 2026-12-02): 8 min 31 s
+in all, 400 s of it training; the validation-chosen checkpoint (step 2000) reaches, over the 150
+synthetic test images, a 68-point 2D NME of 8.77% (mean face 18.86%), 3D 12.31% (27.09%), dense
+3D 13.49% (30.98%) and ICP reconstruction 4.21% (4.20%: a tie; mean of yaw buckets 4.35% vs
+4.94%). Synthetic data: not comparable with the paper's numbers.
 """
 
 import ml_collections
@@ -30,8 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_epochs = 16  # 2,288 steps of batch 16 over the 2,288 training crops of 143 synthetic
     # subjects (the main job's 1,200 fits x 2 flips, less the 7 subjects held out)
     c.z_offset_weight = 0.1  # the unobservable depth offset at 1/10 weight (BUILD_NOTES)
-    # Regress the offset from the mean face's map (prn_jax.representation): on the main job,
-    # 3D 13.15 -> 12.31%, dense 3D 17.25 -> 13.49%, ICP 5.84 -> 4.21% (mean face 4.20%), 2D
+    # Regress the offset from the mean face's map (prn_jax.representation): against `position`
+    # on the main job, 3D 13.15 -> 12.31%, dense 3D 17.25 -> 13.49%, ICP 5.84 -> 4.21%, 2D
     # 7.90 -> 8.77% (BUILD_NOTES, 2026-12-02).
     c.representation = "mean_offset"
     # Off for this few-minute run: with the paper's augmentation (even milder) the width-8 net
