@@ -150,7 +150,7 @@ class Checkpointer:
         try:
             meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"checkpoint {path} is corrupt or unreadable (meta): {e}") from e
+            raise CheckpointError(self._corrupt_message(step, "meta", e)) from e
         if not isinstance(meta, dict) or "config" not in meta:
             raise CheckpointError(f"checkpoint {path} has no run metadata; not written by prn-jax?")
         return meta
@@ -176,10 +176,25 @@ class Checkpointer:
         try:
             return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
         except Exception as e:  # noqa: BLE001
-            raise CheckpointError(
-                f"checkpoint {path} is corrupt or incompatible with this config: "
-                f"{type(e).__name__}: {str(e)[:500]}"
-            ) from e
+            raise CheckpointError(self._corrupt_message(step, "state", e)) from e
+
+    def _corrupt_message(self, step: int, part: str, error: Exception) -> str:
+        """One line: the checkpoint, the first line of the error (not TensorStore's dump) and the
+        way out (the previous step), saying that nothing was deleted."""
+        path = self.directory / str(step)
+        first = (str(error).strip().splitlines() or [""])[0]
+        detail = f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
+        earlier = [s for s in self.all_steps() if s < step]
+        if earlier:
+            way_out = (
+                f"use --checkpoint {earlier[-1]}, the previous one (eval, predict), or move {path} "
+                f"aside and rerun to resume from it (train)"
+            )
+        else:
+            way_out = f"no earlier checkpoint in {self.directory}; move {path} aside to start over"
+        return (
+            f"checkpoint {path} is corrupt or unreadable ({part}: {detail}); {way_out}; nothing was deleted"
+        )
 
     def close(self) -> None:
         self.manager.close()

@@ -256,9 +256,15 @@ def pose_document(pose: HeadPose) -> dict:
 
 
 def write_prediction(
-    out_dir, name: str, image: np.ndarray, prediction: Prediction, assets: uv_assets_lib.UVAssets
+    out_dir,
+    name: str,
+    image: np.ndarray,
+    prediction: Prediction,
+    assets: uv_assets_lib.UVAssets,
+    obj_y_up: bool = True,
 ) -> list[Path]:
-    """Writes the five files of the module docstring; returns their paths."""
+    """Writes the five files of the module docstring; returns their paths. The `.obj` is y-up
+    (y' = H - 1 - y, PRNet's demo convention) unless `obj_y_up` is False (image frame)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [
@@ -270,7 +276,8 @@ def write_prediction(
     ]
     np.save(paths[0], prediction.position_map)
     np.savetxt(paths[1], prediction.landmarks, fmt="%.3f")
-    mesh_io.write_position_map_obj(paths[2], prediction.position_map, assets, image)
+    height = image.shape[0] if obj_y_up else None
+    mesh_io.write_position_map_obj(paths[2], prediction.position_map, assets, image, y_up_height=height)
     paths[3].write_text(json.dumps(pose_document(prediction.pose), indent=1) + "\n")
     Image.fromarray(overlay_image(image, prediction.landmarks, prediction.pose)).save(paths[4])
     return paths

@@ -335,3 +335,25 @@ def test_builds_and_reads_without_tensorflow(synth, tmp_path):
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+    assert "Downloading and preparing" not in result.stdout  # local folders: nothing downloads
+
+
+def test_build_refuses_a_data_dir_built_from_another_source(synth, tmp_path, capsys):
+    argv = ["--data-dir", str(tmp_path / "tfds"), "--manual-dir", str(synth), "--dataset", "prn_300w_lp"]
+    argv += ["--map-size", str(SIZE), "--no-flip", "--workers", "1"]
+    assert cli.main(["build"] + argv) == 0
+    capsys.readouterr()
+    assert cli.main(["build"] + argv) == 0  # the same source: reused, said so
+    assert "reusing" in capsys.readouterr().out
+    other = tmp_path / "other"
+    shutil.copytree(synth, other)
+    (other / "300W_LP" / "extra.txt").write_text("one more file")
+    argv[3] = str(other)
+    built = sorted(p.name for p in (tmp_path / "tfds").rglob("*"))
+    assert cli.main(["build"] + argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already built from another source" in err and "--force" in err
+    assert sorted(p.name for p in (tmp_path / "tfds").rglob("*")) == built  # nothing touched
+    assert cli.main(["build"] + argv + ["--force"]) == 0
+    assert "--force: removing" in capsys.readouterr().out
+    assert cli.main(["build"] + argv) == 0 and "reusing" in capsys.readouterr().out

@@ -187,6 +187,13 @@ def test_landmarks_vertices_and_obj(tmp_path):
         [float(x) for x in v_lines[0].split()[1:]], list(vertices[0]) + [1, 0, 0], atol=1e-5
     )
     assert [int(x) for x in f_lines[0].split()[1:]] == list(triangles[0] + 1)
+    # y up (PRNet's demo): y' = H - 1 - y, the winding reversed so normals still face the camera.
+    mesh_io.write_position_map_obj(path, pos, assets, image=image, y_up_height=256)
+    lines = path.read_text().splitlines()
+    first = [float(x) for x in next(line for line in lines if line.startswith("v ")).split()[1:4]]
+    np.testing.assert_allclose(first, [vertices[0, 0], 255 - vertices[0, 1], vertices[0, 2]], atol=1e-5)
+    face = next(line for line in lines if line.startswith("f "))
+    assert [int(x) for x in face.split()[1:]] == list(triangles[0][::-1] + 1)
 
 
 def test_fit_to_position_maps_numpy_jax_and_reference_agree():

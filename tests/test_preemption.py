@@ -74,3 +74,24 @@ def test_a_signal_saves_the_reached_step_and_resume_is_exact(sig, tmp_path, unin
         np.testing.assert_array_equal(a, b)
     steps = [r["step"] for r in loop.read_log(workdir) if "loss" in r]
     assert steps == [r["step"] for r in loop.read_log(uninterrupted) if "loss" in r]  # no gap, no repeat
+
+
+def test_a_second_signal_stops_at_once():
+    """The first SIGTERM only sets the flag; a second one (say, during the save) ends the process
+    at once with 128 + 15 and one line."""
+    script = (
+        "import os, signal, time\n"
+        "from prn_jax.train import preemption\n"
+        "with preemption.StopSignal() as stop:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(0.2)\n"
+        "    assert stop.should_stop() and stop.name == 'SIGTERM'\n"
+        "    print('first signal noted', flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(5)\n"
+        "print('not reached')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 128 + signal.SIGINT, out.stderr
+    assert out.stdout == "first signal noted\n"
+    assert "second SIGINT: stopping now, without saving" in out.stderr and "Traceback" not in out.stderr

@@ -251,8 +251,15 @@ def test_corrupt_checkpoint_names_the_directory(six_step_runs, tmp_path: Path):
             shutil.rmtree(sub)
             sub.mkdir()
             (sub / "garbage").write_text("not a checkpoint")
-    with float64_compute(), pytest.raises(checkpointing.CheckpointError, match=str(step_dir)):
+    before = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
+    with float64_compute(), pytest.raises(checkpointing.CheckpointError, match=str(step_dir)) as e:
         loop.train_and_evaluate(_config("num_steps=8", "dtype='float64'"), workdir, log=lambda s: None)
+    # One line, the error's first line only, and the way out: the previous checkpoint.
+    previous = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())[-2]
+    message = str(e.value)
+    assert "\n" not in message and len(message) < 700
+    assert f"use --checkpoint {previous}, the previous one" in message and "nothing was deleted" in message
+    assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*")) == before
 
 
 def test_steps_per_dispatch_equals_single_steps(tmp_path: Path, no_compilation_cache):

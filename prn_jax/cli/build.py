@@ -84,3 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.cpu_count() or 1,
         help="processes making 300W-LP examples (default: all cores)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild a dataset that the data dir holds from another source (it is replaced)",
+    )

@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             limit=args.limit,
             seed=args.seed,
             overwrite=args.overwrite,
+            progress=True,
         )
     except (CheckpointError, FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
         print(f"prn-jax eval: error: {error_text(e)}", file=sys.stderr)

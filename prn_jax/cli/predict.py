@@ -11,7 +11,9 @@ Per image NAME it writes to --out:
                    z toward the camera, z up to a shift).
   NAME_kpt.txt     (68, 3) landmarks, same frame.
   NAME.obj         dense mesh (face-mask pixels of the map, grid triangulation), per-vertex
-                   colours sampled from the image, in [0, 1].
+                   colours sampled from the image, in [0, 1]; y up (y' = H - 1 - y, as
+                   PRNet's demo writes it: upright in y-up viewers), or the image frame
+                   with --obj-frame image.
   NAME_pose.json   head pose: yaw, pitch, roll in degrees, rotation matrix and scale.
   NAME_overlay.png the image with the landmarks and the head's axes drawn on it.
 
@@ -81,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "face mask, mean face for the pose)",
     )
     parser.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
+    parser.add_argument(
+        "--obj-frame",
+        choices=("y-up", "image"),
+        default="y-up",
+        help="the .obj's frame: y-up (upright in 3D viewers) or image (x right, y down, as the .npy)",
+    )
 
 
 def _fail(message: str) -> None:
@@ -144,7 +152,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
             else:
                 transform = predict.centre_transform(image.shape, size)
             prediction = predict.predict_image(image, transform, predict_fn, assets, mean_face)
-            predict.write_prediction(out_dir, name, image, prediction, assets)
+            predict.write_prediction(
+                out_dir, name, image, prediction, assets, obj_y_up=args.obj_frame == "y-up"
+            )
         except predict.InputError as error:
             failures += 1
             _fail(str(error))

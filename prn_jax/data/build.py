@@ -1,6 +1,8 @@
 """Building the tfds datasets prn_300w_lp and aflw2000_3d (array_record) from raw folders, with
 a printed report (`prn-jax build`)."""
 
+import hashlib
+import json
 import shutil
 import sys
 import time
@@ -11,6 +13,26 @@ from prn_jax.datasets.aflw2000_3d import Aflw20003d
 from prn_jax.datasets.prn_300w_lp import Prn300wLp
 
 DATASETS = ("prn_300w_lp", "aflw2000_3d")
+SOURCE_FILE = "prn_jax_source.json"  # in each built dataset's folder: `source_fingerprint`
+
+
+class SourceMismatchError(ValueError):
+    """The data dir holds this dataset built from other source files; the message names --force."""
+
+
+def source_fingerprint(manual_dir, model_dir=None) -> dict:
+    """{"files", "bytes", "sha1"} of the source: every file under `manual_dir` (and `model_dir`)
+    with its relative path, size and modification time (no contents read: seconds for 300W-LP)."""
+    digest, files, total = hashlib.sha1(), 0, 0
+    roots = [Path(manual_dir)] + ([Path(model_dir)] if model_dir else [])
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            stat = path.stat()
+            digest.update(
+                f"{root.name}/{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+            )
+            files, total = files + 1, total + stat.st_size
+    return {"files": files, "bytes": total, "sha1": digest.hexdigest()}
 
 
 def _directory_bytes(path: Path) -> int:
@@ -43,8 +65,30 @@ def build_dataset(name, args, out=None) -> dict:
     if marker.is_file():  # synthetic sources stay labelled as such in evaluation titles
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(marker, Path(args.data_dir) / eval_data.SYNTHETIC_MARKER)
+    fingerprint = source_fingerprint(args.manual_dir, args.model)
+    dataset_dir = Path(builder.data_dir)
+    if (dataset_dir / "dataset_info.json").is_file():
+        stored_path = dataset_dir / SOURCE_FILE
+        stored = json.loads(stored_path.read_text()) if stored_path.is_file() else None
+        if stored != fingerprint:
+            if not getattr(args, "force", False):
+                was = f"{stored['files']} files" if stored else "an unrecorded source"
+                raise SourceMismatchError(
+                    f"{dataset_dir}: already built from another source ({was}; --manual-dir "
+                    f"{args.manual_dir} has {fingerprint['files']} files); pass --force to rebuild it, "
+                    f"or use another --data-dir"
+                )
+            print(f"  --force: removing {dataset_dir} (built from another source)", file=out)
+            shutil.rmtree(dataset_dir)
+        else:
+            print(
+                f"  reusing {dataset_dir}: already built from this source ({fingerprint['files']} files)",
+                file=out,
+            )
     start = time.perf_counter()
     builder.download_and_prepare()
+    if not (dataset_dir / SOURCE_FILE).is_file():
+        (dataset_dir / SOURCE_FILE).write_text(json.dumps(fingerprint) + "\n")
     seconds = time.perf_counter() - start
     report = builder.build_report
     examples = sum(split.num_examples for split in builder.info.splits.values())

@@ -36,3 +36,12 @@ class FolderBuilderMixin:
         self._manual_dir, self._model_dir = manual_dir, model_dir
         self.skip_invalid, self.batch_size = skip_invalid, batch_size
         self.build_report = BuildReport()
+
+    # tfds prints "Downloading and preparing dataset Unknown size (download: Unknown size, ...)"
+    # and "... downloaded and prepared ..." around every build; these builders download nothing
+    # (they read local folders) and `prn-jax build` reports what it built itself.
+    def _log_download_bytes(self) -> None:
+        pass
+
+    def _log_download_done(self) -> None:
+        pass

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import tqdm
 
 from prn_jax import checkpointing, inference
 from prn_jax.data import eval_data
@@ -84,6 +85,7 @@ def run_eval(
     seed: int = 0,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> dict:
     """Evaluate a run's checkpoints and the mean-face baseline; write the three outputs.
 
@@ -99,6 +101,7 @@ def run_eval(
       balanced: summarise on `metrics.balanced_subset(yaw, seed)` instead of all images.
       limit: evaluate only the first `limit` images.
       overwrite: replace an existing output folder instead of refusing.
+      progress: a progress bar (stderr) per evaluated method.
 
     Returns:
       {"rows": {method: row}, "paths": write_outputs(...) result, "steps": {method: step},
@@ -168,7 +171,13 @@ def run_eval(
         baseline.mean_face_crop_map(frontal, assets)
     )
     results = {
-        name: protocol.evaluate(examples, fn, assets, batch_size=batch_size, seed=seed)
+        name: protocol.evaluate(
+            tqdm.tqdm(examples, desc=name[:40], unit="img", disable=not progress, leave=False),
+            fn,
+            assets,
+            batch_size=batch_size,
+            seed=seed,
+        )
         for name, fn in predictors.items()
     }
     yaw = results[baseline.BASELINE_NAME]["yaw_deg"]

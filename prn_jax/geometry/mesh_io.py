@@ -77,13 +77,22 @@ def write_obj(path, vertices, triangles, colors=None):
     Path(path).write_text("\n".join(vertex_lines + face_lines) + "\n")
 
 
-def write_position_map_obj(path, position_map, assets, image=None):
+def write_position_map_obj(path, position_map, assets, image=None, y_up_height: int | None = None):
     """Mesh of a (S, S, 3) map in image pixels as `.obj`; colours from `image` ([0, 255] uint8
-    or [0, 1] float, written in [0, 1]) when given."""
+    or [0, 1] float, written in [0, 1]) when given.
+
+    y_up_height: None writes the map's frame (x right, y down, z toward the camera); an image
+    height H writes y' = H - 1 - y (y up, as PRNet's demo writes meshes, so y-up viewers show the
+    face upright) with the triangles' winding reversed, so their normals still face the camera.
+    """
     vertices, triangles = mesh_from_position_map(np.asarray(position_map), assets)
     colors = None
     if image is not None:
         colors = sample_image_colors(image, vertices)
         if np.asarray(image).dtype == np.uint8:
             colors = colors / 255.0
+    if y_up_height is not None:
+        vertices = np.array(vertices, np.float64)
+        vertices[:, 1] = y_up_height - 1 - vertices[:, 1]
+        triangles = np.asarray(triangles)[:, ::-1]
     write_obj(path, vertices, triangles, colors)
