@@ -64,12 +64,10 @@ def make_predict_fn(model, variables, batch_size: int, rep=None, context=None) -
     return predict
 
 
-def run_predict_fn(config, variables, batch_size: int, frontal_map=None, assets=None) -> PredictFn:
+def run_predict_fn(config, variables, batch_size: int, context=None) -> PredictFn:
     """The `predict_fn` of a run: its network and its representation (`config.representation`),
-    decoded with the context of the face model's frontal map and UV assets
-    (`model_assets.load_assets`; None: no face model, zeros)."""
+    decoded with `context` (`representation.make_context` of the face model; None: zeros)."""
     rep = representation.resolve(config.get("representation", "position"))
-    context = representation.make_context(int(config.image_size), frontal_map, assets)
     return make_predict_fn(model_lib.build_model(config), variables, batch_size, rep, context)
 
 

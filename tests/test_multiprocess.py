@@ -77,6 +77,21 @@ def _env(**extra) -> dict:
     return {**env, **extra}
 
 
+def _resume_then_train_uninterrupted(workdir: Path, uninterrupted: Path, *extra: str):
+    """Launch the 2-process run in `workdir` again (it resumes), then the same processes train the
+    config from scratch in `uninterrupted` (WORKER); the completed process, checked for exit 0."""
+    out = subprocess.run(
+        _launcher(workdir, *extra),
+        cwd=REPO,
+        env=_env(UNINTERRUPTED_WORKDIR=str(uninterrupted)),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
 def _state_at(workdir: Path, step: int, target):
     config = configuration.load_config("tiny", OVERRIDES)
     ckpt = Checkpointer(workdir, config)
@@ -121,15 +136,7 @@ def two_process_runs(tmp_path_factory) -> dict:
     ckpt = Checkpointer(resumed, configuration.load_config("tiny", OVERRIDES))
     assert ckpt.latest_step() == EVERY, "killed too late: the run already finished"
     ckpt.close()
-    out = subprocess.run(
-        _launcher(resumed),
-        cwd=REPO,
-        env=_env(UNINTERRUPTED_WORKDIR=str(uninterrupted)),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    out = _resume_then_train_uninterrupted(resumed, uninterrupted)
     assert out.stdout.count("resumed from") == 1, out.stdout[-3000:]
     return {"resumed": resumed, "uninterrupted": uninterrupted}
 
@@ -224,15 +231,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step_and_resume_is_exact(
     assert "[p1] prn-jax: SIGTERM received" in out and "[p0] prn-jax: SIGTERM received" not in out
     assert out.count(f"stopped by SIGTERM at step {reached}") == 2  # both processes, the same step
     assert (workdir / "checkpoints" / str(reached)).is_dir()
-    resumed = subprocess.run(
-        _launcher(workdir, *extra),
-        cwd=REPO,
-        env=_env(UNINTERRUPTED_WORKDIR=str(uninterrupted)),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    resumed = _resume_then_train_uninterrupted(workdir, uninterrupted, *extra)
     assert f"resumed from {workdir.resolve() / 'checkpoints' / str(reached)}" in resumed.stdout
     with float64_compute():
         target = trainer_lib.Trainer(_float64_config("num_devices=8")).abstract_state()

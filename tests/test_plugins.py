@@ -97,10 +97,11 @@ def test_mean_offset_trains_and_evaluation_decodes_it(tmp_path, tiny_synth_tfds)
     assert saved.representation == "mean_offset"
     assets, frontal = model_assets.load_assets(data["model"], 64)[:2]
     crops = np.random.default_rng(1).uniform(0, 1, (2, 64, 64, 3)).astype(np.float32)
-    decoded = inference.run_predict_fn(saved, variables, 2, frontal, assets)(crops)
+    context = representation.make_context(64, frontal, assets)
+    decoded = inference.run_predict_fn(saved, variables, 2, context)(crops)
     # The raw output through the paper's decoding, re-read as an offset from the mean face.
     paper = inference.make_predict_fn(model_lib.build_model(saved), variables, 2)(crops)
-    mean_map = representation.make_context(64, frontal, assets).mean_map
+    mean_map = context.mean_map
     scale = model_lib.position_scale(64)
     expected = (paper / scale - 0.5) * 2 * scale + np.asarray(mean_map)
     np.testing.assert_allclose(decoded, expected, atol=2e-3)

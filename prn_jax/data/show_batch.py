@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from prn_jax import augment
-from prn_jax.data import eval_data, input_pipeline
+from prn_jax.data import input_pipeline
 
 TILE = 256
 DOT_RADIUS = 2
@@ -37,12 +37,11 @@ def default_model_dir(data_dir: Path, extra=()) -> Path:
 
     FileNotFoundError naming every folder tried and --model when there is none.
     """
-    found = eval_data.find_model_dir(Path(data_dir))
-    candidates = ([found] if found is not None else []) + model_dir_candidates(data_dir, extra)
+    candidates = model_dir_candidates(data_dir, extra)
     for folder in candidates:
         if (folder / "BFM.mat").is_file() and (folder / "BFM_UV.mat").is_file():
             return folder
-    tried = list(dict.fromkeys(map(str, model_dir_candidates(data_dir, extra))))
+    tried = list(dict.fromkeys(map(str, candidates)))
     raise FileNotFoundError("no BFM.mat + BFM_UV.mat in " + ", ".join(tried) + "; pass --model DIR")
 
 

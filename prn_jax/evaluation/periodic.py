@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from prn_jax import inference
+from prn_jax import inference, representation
+from prn_jax import model as model_lib
 from prn_jax.evaluation import protocol
 from prn_jax.geometry import uv_assets as uv_assets_lib
 
@@ -18,7 +19,7 @@ def make_periodic_evaluator(
     batch_size: int = 16,
     crop_scale: float | None = None,
     prefix: str = "val",
-    frontal_map=None,
+    context=None,
 ) -> Callable[[object], dict]:
     """A cheap evaluator for the training loop: the forward is jitted once.
 
@@ -26,8 +27,7 @@ def make_periodic_evaluator(
       config: the run config (image_size, width, dtype, decoder_impl).
       examples: a small held-out list of example dicts (`eval_data.validation_examples`: crops).
       assets: UV assets at config.image_size.
-      frontal_map: the face model's frontal map (`model_assets.load_assets`): the context the
-        run's representation decodes with (None: zeros).
+      context: the run's `representation.Context` (as in training; None: zeros), computed once.
       crop_scale: `protocol.evaluate`'s crop rule; None: the examples are crops already.
       prefix: of the returned keys.
 
@@ -40,12 +40,14 @@ def make_periodic_evaluator(
     if assets.size != size:
         raise ValueError(f"assets: size {assets.size} != config.image_size {size}")
     examples = list(examples)
+    network = model_lib.build_model(config)
+    rep = representation.resolve(config.get("representation", "position"))
 
     def evaluate_state(state) -> dict:
         variables = {"params": state.params, "batch_stats": state.batch_stats}
         result = protocol.evaluate(
             examples,
-            inference.run_predict_fn(config, variables, batch_size, frontal_map, assets),
+            inference.make_predict_fn(network, variables, batch_size, rep, context),
             assets,
             batch_size=batch_size,
             crop_scale=crop_scale,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tqdm
 
-from prn_jax import checkpointing, inference
+from prn_jax import checkpointing, inference, representation
 from prn_jax.data import eval_data
 from prn_jax.evaluation import baseline, metrics, protocol, report
 from prn_jax.geometry import crop, model_assets
@@ -156,8 +156,10 @@ def run_eval(
         raise ValueError(f"checkpoints {checkpoints}: different map sizes; evaluate them apart")
     size = sizes.pop()
     assets, frontal, face, raster = model_assets.load_assets(model_dir, size)
+    # One context for every checkpoint; its mean-face map is also the baseline's prediction.
+    context = representation.make_context(size, frontal, assets)
     predictors = {
-        method: inference.run_predict_fn(config, variables, batch_size, frontal, assets)
+        method: inference.run_predict_fn(config, variables, batch_size, context)
         for method, (config, variables) in restored.items()
     }
     title_data = f"{described['kind']} {described['name']} ({described['fingerprint']})"
@@ -167,9 +169,7 @@ def run_eval(
     if face is not None:
         examples = list(eval_data.with_fit_maps(examples, face, raster))
     examples, gt_check = _ground_truth_check(examples, assets, log)
-    predictors[baseline.BASELINE_NAME] = baseline.constant_predictor(
-        baseline.mean_face_crop_map(frontal, assets)
-    )
+    predictors[baseline.BASELINE_NAME] = baseline.constant_predictor(np.asarray(context.mean_map))
     results = {
         name: protocol.evaluate(
             tqdm.tqdm(examples, desc=name[:40], unit="img", disable=not progress, leave=False),

@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from prn_jax.evaluation import report
+from prn_jax.experiments.sweep import flatten
 
 MISSING = "—"
 SINGLE_VARIANT_LABEL = "all runs"
@@ -323,18 +324,6 @@ def _choose_evaluations(runs: Sequence[Run], data: str | None) -> None:
 
 
 # --- variants and aggregation ---------------------------------------------------------------------
-
-
-def flatten(config: Mapping, prefix: str = "") -> dict:
-    """Nested dicts -> {dotted key: value}."""
-    out = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def _without_seed(config: Mapping) -> dict:

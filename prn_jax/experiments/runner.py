@@ -25,15 +25,10 @@ from prn_jax.train import loop, preemption
 SWEEP_RUN_FILE = "sweep_run.json"  # per run: its name, overrides and test evaluation
 
 
-def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
-    fields = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            fields += _changed_fields(a, b, f"{prefix}{key}.")
-        elif a != b:
-            fields.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return fields
+def _changed_fields(old: dict, new: dict) -> list[str]:
+    """`field: old -> new` for every dotted field whose value differs."""
+    old, new = sweep_lib.flatten(old), sweep_lib.flatten(new)
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old | new) if old.get(k) != new.get(k)]
 
 
 def check_run_folder(run: sweep_lib.PlannedRun, run_dir: Path) -> dict | None:
@@ -73,13 +68,11 @@ def run_local(
     "seconds": {name: wall seconds}}.
     """
     root = Path(root)
-    for run in runs:  # refuse before training anything
-        check_run_folder(run, root / run.name)
+    records = [check_run_folder(run, root / run.name) for run in runs]  # refuse before training
     out = {"trained": [], "skipped": [], "stopped_by": "", "seconds": {}}
     with preemption.StopSignal() as stop:
-        for i, run in enumerate(runs):
+        for i, (run, record) in enumerate(zip(runs, records)):
             run_dir = root / run.name
-            record = loop.read_run_record(run_dir)
             test_data = run.config.get("test_data", "")
             finished = record is not None and record["status"] == "finished"
             if finished and (not test_data or _tested(run_dir)):
@@ -110,14 +103,18 @@ def run_local(
     return out
 
 
+def _override_args(overrides) -> str:
+    """The command-line overrides for every run, as ` --config.FIELD=VALUE ...` ("" when none)."""
+    return "".join(" " + shlex.quote(f"--config.{o.removeprefix('--config.')}") for o in overrides)
+
+
 def commands(
     config_name: str, root: str | Path, runs: Sequence[sweep_lib.PlannedRun], overrides
 ) -> list[str]:
     """One `prn-jax sweep ... --index I` command per run (each trains and evaluates that run)."""
-    extra = " ".join(shlex.quote(f"--config.{o.removeprefix('--config.')}") for o in overrides)
     return [
         f"prn-jax sweep {shlex.quote(config_name)} --workdir {shlex.quote(str(root))} --index {run.index}"
-        + (f" {extra}" if extra else "")
+        + _override_args(overrides)
         for run in runs
     ]
 
@@ -134,9 +131,8 @@ def emit_slurm(config_name: str, root: str | Path, runs: Sequence[sweep_lib.Plan
         + "\n".join(lines)
         + "\n"
     )
-    extra = " ".join(shlex.quote(f"--config.{o.removeprefix('--config.')}") for o in overrides)
     sbatch = (
         f"sbatch --array=0-{len(runs) - 1} launch/slurm_sweep.sbatch {shlex.quote(config_name)} "
-        f"--workdir {shlex.quote(str(root))}" + (f" {extra}" if extra else "")
+        f"--workdir {shlex.quote(str(root))}" + _override_args(overrides)
     )
     return {"commands": path, "sbatch": sbatch}

@@ -112,3 +112,15 @@ def plan(config_name: str, overrides: Sequence[str] = ()) -> list[PlannedRun]:
 def config_json(config) -> dict:
     """The config as run.json stores it (JSON types: tuples become lists)."""
     return json.loads(config.to_json())
+
+
+def flatten(config: Mapping, prefix: str = "") -> dict:
+    """Nested dicts -> {dotted key: value}."""
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out

@@ -27,10 +27,10 @@ from prn_jax.train import step as step_lib
 from prn_jax.train.trainer import Trainer, stack_dispatch, to_host
 
 
-def make_periodic_eval(config, log: Callable[[str], None]):
+def make_periodic_eval(config, log: Callable[[str], None], context=None):
     """evaluate(state) -> {"val_nme2d_68": ...} on the first `config.eval_limit` records of the
     training dataset's validation split (never the test set), or None when
-    `config.eval_every_steps` is 0."""
+    `config.eval_every_steps` is 0; context: the run's `representation.Context`."""
     if not config.eval_every_steps:
         return None
     if config.data.source != "tfds":
@@ -39,7 +39,7 @@ def make_periodic_eval(config, log: Callable[[str], None]):
             f"validation split of the tfds dataset; config.data.source = {config.data.source!r} has none "
             f"(set eval_every_steps = 0)"
         )
-    assets, frontal = model_assets.load_assets(config.data.model_dir, config.image_size)[:2]
+    assets = model_assets.load_assets(config.data.model_dir, config.image_size)[0]
     try:
         examples = eval_data.validation_examples(config, config.eval_limit)
     except FileNotFoundError as e:
@@ -50,7 +50,7 @@ def make_periodic_eval(config, log: Callable[[str], None]):
         f"periodic validation every {config.eval_every_steps} steps on {len(examples)} held-out images "
         f"({eval_data.VALIDATION_SPLIT} split of {config.data.dir})"
     )
-    return periodic.make_periodic_evaluator(config, examples, assets, frontal_map=frontal)
+    return periodic.make_periodic_evaluator(config, examples, assets, context=context)
 
 
 def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] = print) -> dict:
@@ -94,7 +94,7 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
     weights = trainer.place(jnp.asarray(loss_lib.weight_map(labels, config.weight_ratios)))
     geometry = trainer.place(geometry) if geometry is not None else None
     run_inputs = trainer.place(step_lib.run_inputs(config, context))
-    periodic_eval = make_periodic_eval(config, log)
+    periodic_eval = make_periodic_eval(config, log, context)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(workdir, config)
     data_iterator = train_data.make_data_iterator(config, trainer.num_local_devices)

@@ -5,9 +5,9 @@ checks it after each dispatch, saves a checkpoint at the step reached and return
 signal (say, during that save) ends the process at once (exit 128 + signal number): a checkpoint
 that Orbax had not finished writing is left as its temporary folder, never read back.
 
-With several processes, each only sees its own signals, so they agree through a collective: every
-`sync_every` dispatches, `should_stop` takes the maximum of all processes' flags (one all-gather of
-one int), and every process stops after the same step.
+With several processes, each only sees its own signals, so they agree through a collective: at
+every call `should_stop` takes the maximum of all processes' flags (one all-gather of one int),
+and every process stops after the same step.
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class StopSignal:
     """Context manager: SIGTERM/SIGINT request a stop instead of killing the process."""
 
-    def __init__(self, sync_every: int = 1):
+    def __init__(self):
         self.received: int | None = None  # the first signal's number
-        self.sync_every = max(1, int(sync_every))
         self._previous = {}
-        self._calls = 0
 
     def _handle(self, signum, frame) -> None:
         if self.received is not None:
@@ -68,9 +66,6 @@ class StopSignal:
         at the same points on every process."""
         if jax.process_count() == 1:
             return self.received is not None
-        self._calls += 1
-        if self._calls % self.sync_every:
-            return False
         from jax.experimental import multihost_utils
 
         flags = multihost_utils.process_allgather(np.int32(self.received or 0))
