@@ -171,6 +171,20 @@ def train_step_time(size, batch, width, steps, warmup):
     return statistics.median(times), min(times), n_params
 
 
+def forward_time(size, batch, width, steps, warmup):
+    """Median and minimum seconds of an inference forward (eval mode, no autograd)."""
+    model = ResFCN256(width).eval()
+    images = torch.rand(batch, 3, size, size)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + steps):
+            start = time.perf_counter()
+            model(images)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="PyTorch PRNet CPU train-step benchmark")
     parser.add_argument("--size", type=int, nargs="+", default=[128, 256])
@@ -178,8 +192,18 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps (oneDNN caches primitives)")
+    parser.add_argument("--forward", action="store_true", help="time the inference forward instead")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    if args.forward:
+        for size in args.size:
+            t, t_min = forward_time(size, args.batch, args.width, args.steps, args.warmup)
+            print(
+                f"size {size} batch {args.batch} width {args.width}: forward median {1e3 * t:.1f} ms, "
+                f"min {1e3 * t_min:.1f} ms over {args.steps}",
+                flush=True,
+            )
+        return
     for size in args.size:
         t, t_min, n = train_step_time(size, args.batch, args.width, args.steps, args.warmup)
         print(

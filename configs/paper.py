@@ -81,7 +81,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.augment = AugmentParams().to_config()
     # Data.
     c.data = ml_collections.ConfigDict()
-    c.data.source = "tfds"  # tfds: prn_300w_lp | generated: procedural arrays (tests, benchmarks)
+    # tfds: prn_300w_lp streamed from the host | device: prn_300w_lp loaded once into device memory,
+    # batches gathered there (prn_jax.data.device_data) | generated: procedural arrays (tests, benchmarks)
+    c.data.source = "tfds"
     c.data.num_train_examples = 122450  # steps per epoch (tfds: replaced by the dataset's size)
     c.data.dir = ""  # tfds data dir holding the prepared builder
     c.data.builder = "prn_300w_lp"
@@ -92,6 +94,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.data.worker_count = 0  # grain worker processes (0: threads of this process)
     c.data.prefetch_batches = 2
     c.data.maps_on_device = False  # True: send fits (~1 KB), render the maps in the step (needs BFM.mat)
+    # data.source = "device": the memory of one device (0: what the device reports; on CPU the
+    # host's memory shared by its devices) and the share of it the training set may take.
+    c.data.device_memory_bytes = 0
+    c.data.device_memory_fraction = 0.5
     # Periodic validation (68-point NME) on the training dataset's validation split, held out by
     # identity (never the test set), logged with the training metrics; the checkpoint with the
     # lowest val_nme2d_68 is kept in WORKDIR/best (`--checkpoint best`).

@@ -17,7 +17,9 @@ equal S).
 Sampling and applying are separate: `sample_draw` turns a PRNG key into an `ExampleDraw` (every
 random number one example uses), `apply_draw` applies it. `augment_example_numpy` applies the same
 draw on the host with numpy/scipy, for comparison and timing. Everything is jit-able and
-vmap-able with the `AugmentParams` argument static (a hashable frozen dataclass).
+vmap-able with the `AugmentParams` argument static (a hashable frozen dataclass). Coordinate
+transforms are written element-wise (no dot), so they run in full float32 on GPUs and TPUs too,
+whose default float32 dot precision is TF32 / bfloat16 (docs/ground_truth.md).
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ def sample_similarity(key: jax.Array, size: int, params: AugmentParams) -> jax.A
     cos, sin = s * jnp.cos(theta), s * jnp.sin(theta)
     linear = jnp.stack([jnp.stack([cos, -sin]), jnp.stack([sin, cos])])
     centre = jnp.full((2,), (size - 1) / 2.0, jnp.float32)
-    return _affine_matrix(linear, centre - linear @ centre + t)
+    return _affine_matrix(linear, centre - _apply_linear(linear, centre) + t)
 
 
 def sample_color_scale(key: jax.Array, params: AugmentParams) -> jax.Array:
@@ -517,7 +519,13 @@ def _invert_affine(m: jax.Array) -> jax.Array:
     """Inverse of a (3, 3) affine matrix, in closed form (exact for the identity)."""
     a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
     linear_inv = jnp.stack([jnp.stack([d, -b]), jnp.stack([-c, a])]) / (a * d - b * c)
-    return _affine_matrix(linear_inv, -linear_inv @ m[:2, 2])
+    return _affine_matrix(linear_inv, -_apply_linear(linear_inv, m[:2, 2]))
+
+
+def _apply_linear(linear: jax.Array, vector: jax.Array) -> jax.Array:
+    """(2, 2) @ (2,) written element-wise: full float32 on every platform (a dot would run at
+    TF32 on NVIDIA GPUs and bfloat16 on TPUs by default; coordinates reach ~S px)."""
+    return linear[:, 0] * vector[0] + linear[:, 1] * vector[1]
 
 
 def _bilinear(image: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:

@@ -1,5 +1,7 @@
 """The main job: synthetic data, tfds build, training and evaluation on the embedded default,
-in one call (`run_main_job`; the stages and outputs: `prn-jax main --help`, prn_jax/cli/main_job.py)."""
+in one call (`run_main_job`; the stages and outputs: `prn-jax main --help`, prn_jax/cli/main_job.py);
+and the same stages on the user's downloads (`run_real_job`: model preparation instead of
+synthesis, the paper config)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from prn_jax.datasets.aflw2000_3d import Aflw20003d
 from prn_jax.datasets.prn_300w_lp import Prn300wLp
 from prn_jax.evaluation import baseline
 from prn_jax.evaluation import run as eval_run
+from prn_jax.geometry import model_preparation
 from prn_jax.synth import contact_sheet, datasets, face_generator
 from prn_jax.train import loop
 
@@ -165,3 +168,100 @@ def learning_summary(rows: dict) -> str:
         if worse:
             lines.append(f"  not better than the mean face: {', '.join(worse)}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ real data
+
+
+def check_real_downloads(downloads, exclude=None) -> dict:
+    """Everything the real job reads, found before any work: {'model_files': role -> path (the
+    raw model files, `model_preparation.find_raw_files`), 'w300lp': the 300W_LP root (folder or
+    in 300W-LP.zip, all eight databases present), 'aflw2000': the AFLW2000 folder (or in
+    AFLW2000-3D.zip)}; nothing under `exclude` (the job's output folder) is taken for a download.
+    Raises a one-line error naming the first missing file or folder
+    (`model_preparation.RawModelError` or `formats.FormatError`)."""
+    from prn_jax.datasets.aflw2000_3d import aflw2000_3d_dataset_builder as aflw
+    from prn_jax.datasets.prn_300w_lp import prn_300w_lp_dataset_builder as w300lp
+
+    downloads = Path(downloads)
+    model_files = model_preparation.find_raw_files(downloads, exclude=exclude)
+    root = w300lp.source_root(downloads)
+    w300lp.list_sources(root, include_flip=True)  # names missing databases
+    return {"model_files": model_files, "w300lp": root, "aflw2000": aflw.source_folder(downloads)}
+
+
+def prepare_model(downloads: Path, model_dir: Path) -> None:
+    """`prn-jax prepare-model` unless MODEL_DIR was prepared from exactly these raw files."""
+    stamp = model_dir / "prepared_from.json"
+    inputs = model_preparation.find_raw_files(downloads, exclude=model_dir)
+    source = {role: _file_stamp(path) for role, path in inputs.items()}
+    if stamp.exists() and json.loads(stamp.read_text()) == source and (model_dir / "BFM.mat").is_file():
+        print(f"    up to date: {model_dir}")
+        return
+    result = model_preparation.prepare_model(downloads, model_dir)
+    print(
+        f"    {result['vertices']} vertices, {result['triangles']} + {result['mouth_triangles']} "
+        f"triangles -> {', '.join(str(p) for p in result['outputs'].values())}"
+    )
+    stamp.write_text(json.dumps(source))
+
+
+def _file_stamp(path: Path) -> list:
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def build_real(downloads: Path, model_dir: Path, tfds_dir: Path, size: int, workers: int) -> dict:
+    """Both tfds datasets from the downloads (archives read in place); `build_dataset` reuses
+    what was built from the same source and refuses another. Returns {name: its result}."""
+    args = argparse.Namespace(
+        data_dir=tfds_dir,
+        manual_dir=downloads,
+        model=model_dir,
+        skip_invalid=False,
+        map_size=size,
+        flip=True,
+        augmented_copies=0,
+        workers=workers,
+        subsets=None,
+    )
+    return {name: build_lib.build_dataset(name, args) for name in ("prn_300w_lp", "aflw2000_3d")}
+
+
+def run_real_job(out, downloads, config_name: str = "paper", overrides=(), workers: int = 2) -> dict:
+    """prepare-model -> build -> train -> eval on the user's downloads into OUT: OUT/data/model,
+    OUT/data/tfds, OUT/run (and OUT/run/eval/.../table1.md). Every input is checked first
+    (`check_real_downloads`); a rerun reuses the model and datasets and resumes training.
+    Returns the evaluation's `run_eval` result."""
+    out, downloads = Path(out), Path(downloads)
+    model_dir, tfds_dir, run_dir = out / "data" / "model", out / "data" / "tfds", out / "run"
+    config = configuration.load_config(
+        config_name, [f"data.dir='{tfds_dir}'", f"data.model_dir='{model_dir}'", *overrides]
+    )
+    configuration.validate_config(config, jax.local_device_count())
+    check_real_downloads(downloads, exclude=out)  # one line naming a missing file, before any work
+    start = time.perf_counter()
+
+    t0 = _stage(f"1/4 morphable model -> {model_dir}")
+    prepare_model(downloads, model_dir)
+    _done(t0)
+
+    t0 = _stage(f"2/4 tfds datasets -> {tfds_dir}")
+    built = build_real(downloads, model_dir, tfds_dir, config.image_size, workers)
+    _done(t0)
+
+    t0 = _stage(f"3/4 training -> {run_dir}")
+    loop.train_and_evaluate(config, run_dir)
+    _done(t0)
+
+    t0 = _stage("4/4 evaluation on AFLW2000-3D (test set, once)")
+    checkpoints = ["best", "last"] if (run_dir / "best").is_dir() else ["last"]
+    result = eval_run.run_eval(
+        run_dir, checkpoints, data=built["aflw2000_3d"]["path"], model_dir=model_dir, overwrite=True
+    )
+    _done(t0)
+    print(f"\n=== done in {time.perf_counter() - start:.0f} s ===")
+    print(f"run directory:   {run_dir}")
+    print(f"report:          {result['paths']['table']}")
+    print(f"metrics:         {result['paths']['metrics']}")
+    return result

@@ -1,10 +1,11 @@
-"""Prediction on photos: crop, network, uncrop, 68 landmarks, dense mesh, head pose, overlay
-(`prn-jax predict`).
+"""Prediction on photos: face boxes (a detector, a given box, landmarks or the centred square),
+crops batched through the network, uncrop, 68 landmarks, dense mesh, head pose
+(`prn-jax predict`; the files it writes: `prn_jax.predict_outputs`).
 
-Crop: `--box` is a face-detector box (PRNet's rule: side 1.58 x the box, centre moved down by
-0.14 x its size), `--landmarks` a 68-point file (tight box, side 1.6 x), `--auto-box` the centred
-square of the image (no face detector is bundled: only right for images that are already roughly
-face crops). One box or landmark file serves every image, or give one per image, in order.
+Crop: a detector box (`prn_jax.detect`: each detector's own measured box convention) or `--box`
+(PRNet's rule for a detector box: side 1.58 x the box, centre moved down by 0.14 x its size),
+`--landmarks` a 68-point file (tight box, side 1.6 x), `--auto-box` the centred square of the image
+(only right for images that are already roughly face crops).
 
 Head pose (`pose_from_position_map`): the dense predicted vertices are fitted by a similarity
 (Umeyama) to the morphable model's mean face, and the rotation is read in the 3DDFA convention of
@@ -20,14 +21,13 @@ These are the signs of 300W-LP / AFLW2000-3D `Pose_Para` (pitch, yaw, roll).
 from __future__ import annotations
 
 import dataclasses
-import json
+import glob
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from prn_jax import inference
 from prn_jax import model as model_lib
@@ -39,12 +39,12 @@ from prn_jax.inference import PredictFn
 from prn_jax.model import tf_weights
 
 NOSE_TIP = 30  # landmark index the pose axes start from
-AXIS_COLOURS = ((230, 40, 40), (40, 200, 40), (40, 90, 255))  # head x (subject's left), y (up), z (forward)
 AUTO_BOX_WARNING = (
-    "--auto-box: no face detector is bundled; using the centred square of each image. "
-    "This is only right for images that are already roughly face crops; pass --box or "
-    "--landmarks otherwise"
+    "--auto-box: using the centred square of each image. This is only right for images that are "
+    "already roughly face crops; without --auto-box a face detector finds the faces"
 )
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
 class InputError(ValueError):
@@ -54,8 +54,8 @@ class InputError(ValueError):
 class HeadPose(NamedTuple):
     """Head pose of one face (module docstring for the convention).
 
-    yaw, pitch, roll: degrees. rotation: (3, 3) R with camera = scale * R @ model + t.
-    scale: model units -> image pixels.
+    yaw, pitch, roll: degrees. rotation: (3, 3) R with camera = scale * R @ model + translation.
+    scale: model units -> image pixels. translation: (3,) camera-frame pixels (y up).
     """
 
     yaw: float
@@ -63,6 +63,7 @@ class HeadPose(NamedTuple):
     roll: float
     rotation: np.ndarray
     scale: float
+    translation: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,12 +74,16 @@ class Prediction:
     landmarks: (68, 3) float32, same frame.
     transform: (3, 3) float64, image -> crop similarity that was used.
     pose: HeadPose.
+    box: (4,) float64 x0, y0, x1, y1 of the face (detector box, --box, or the landmarks' box).
+    score: the detector's score (nan without a detector).
     """
 
     position_map: np.ndarray
     landmarks: np.ndarray
     transform: np.ndarray
     pose: HeadPose
+    box: np.ndarray | None = None
+    score: float = float("nan")
 
 
 # ------------------------------------------------------------------------------ pose
@@ -134,7 +139,7 @@ def fit_head_pose(vertices: np.ndarray, mean_face_points: np.ndarray) -> HeadPos
     camera = vertices * np.array([1.0, -1.0, 1.0])  # image frame (y down) -> camera frame (y up)
     fit = metrics.fit_similarity(mean_face_points, camera, similarity=True)
     pitch, yaw, roll = np.degrees(angles_from_rotation(fit.rotation))
-    return HeadPose(float(yaw), float(pitch), float(roll), fit.rotation, float(fit.scale))
+    return HeadPose(float(yaw), float(pitch), float(roll), fit.rotation, float(fit.scale), fit.translation)
 
 
 def pose_from_position_map(
@@ -196,6 +201,38 @@ def centre_transform(image_shape, size: int) -> np.ndarray:
 # ------------------------------------------------------------------------------ core
 
 
+def run_network(crops: np.ndarray, predict_fn: PredictFn, batch_size: int) -> np.ndarray:
+    """(N, S, S, 3) crops in [0, 1] -> (N, S, S, 3) float32 crop-pixel maps, `batch_size` at a
+    time (`predict_fn` pads a short batch, so one compiled program serves every call)."""
+    crops = np.asarray(crops, np.float32)
+    parts = [
+        np.asarray(predict_fn(crops[i : i + batch_size]), np.float32)
+        for i in range(0, len(crops), batch_size)
+    ]
+    maps = np.concatenate(parts) if parts else np.zeros((0,) + crops.shape[1:], np.float32)
+    if maps.shape != crops.shape:
+        raise ValueError(f"predict_fn returned {maps.shape}, expected {crops.shape}")
+    return maps
+
+
+def finish_prediction(
+    crop_map: np.ndarray,
+    transform: np.ndarray,
+    assets: uv_assets_lib.UVAssets,
+    mean_face_points: np.ndarray,
+    box=None,
+    score: float = float("nan"),
+) -> Prediction:
+    """One (S, S, 3) crop-pixel map -> uncropped map, landmarks and head pose (image frame)."""
+    transform = np.asarray(transform, np.float64)
+    pos = crop.uncrop(np.asarray(crop_map, np.float32), transform)  # float32: ~1e-4 px at 1000 px
+    landmarks = mesh_io.landmarks_from_position_map(pos, assets.kpt_uv)
+    pose = fit_head_pose(mesh_io.vertices_from_position_map(pos, assets.face_indices), mean_face_points)
+    if box is None:
+        box = np.asarray(crop.box_from_keypoints(np.asarray(landmarks, np.float64), truncate=False))
+    return Prediction(pos, landmarks, transform, pose, np.asarray(box, np.float64), float(score))
+
+
 def predict_image(
     image: np.ndarray,
     transform: np.ndarray,
@@ -203,84 +240,63 @@ def predict_image(
     assets: uv_assets_lib.UVAssets,
     mean_face_points: np.ndarray,
 ) -> Prediction:
-    """Crop -> network -> uncrop -> landmarks and head pose for one image.
+    """Crop -> network -> uncrop -> landmarks and head pose for one face of one image.
 
     Args:
       image: (H, W, 3) uint8 RGB.
       transform: (3, 3) image -> crop similarity (`transform_from_box` etc.).
-      predict_fn: (1, S, S, 3) float32 crops in [0, 1] -> (1, S, S, 3) crop-pixel maps.
+      predict_fn: (B, S, S, 3) float32 crops in [0, 1] -> (B, S, S, 3) crop-pixel maps.
       assets: UV assets at S. mean_face_points: (P, 3) `canonical_face_points`.
     """
-    size = assets.size
-    crops = inference.crop_image(image, transform, size)[None]
-    crop_map = np.asarray(predict_fn(crops), np.float32)
-    if crop_map.shape != (1, size, size, 3):
-        raise ValueError(f"predict_fn returned {crop_map.shape}, expected {(1, size, size, 3)}")
-    pos = crop.uncrop(crop_map[0], np.asarray(transform, np.float64))  # float32 map: ~1e-4 px at 1000 px
-    landmarks = mesh_io.landmarks_from_position_map(pos, assets.kpt_uv)
-    pose = fit_head_pose(mesh_io.vertices_from_position_map(pos, assets.face_indices), mean_face_points)
-    return Prediction(pos, landmarks, np.asarray(transform, np.float64), pose)
+    crops = inference.crop_image(image, transform, assets.size)[None]
+    return finish_prediction(run_network(crops, predict_fn, 1)[0], transform, assets, mean_face_points)
 
 
-def overlay_image(image: np.ndarray, landmarks: np.ndarray, pose: HeadPose) -> np.ndarray:
-    """(H, W, 3) uint8: the image with the 68 landmarks (dots) and the head's x, y, z axes drawn
-    from the nose tip (red: toward the subject's left, green: up, blue: forward out of the face),
-    each half the landmark box's mean side long."""
-    canvas = Image.fromarray(np.asarray(image, np.uint8))
-    draw = ImageDraw.Draw(canvas)
-    xy = np.asarray(landmarks, np.float64)[:, :2]
-    face_px = max(float(np.mean(xy.max(0) - xy.min(0))), 1.0)
-    radius = max(1.0, face_px / 80)
-    for x, y in xy:
-        draw.ellipse(
-            (x - radius, y - radius, x + radius, y + radius), fill=(255, 255, 255), outline=(0, 0, 0)
-        )
-    origin = xy[NOSE_TIP]
-    for axis, colour in zip(pose.rotation.T, AXIS_COLOURS):  # columns of R: head axes in the camera frame
-        tip = origin + 0.5 * face_px * np.array([axis[0], -axis[1]])  # camera y up -> image y down
-        draw.line((*origin, *tip), fill=colour, width=max(1, int(round(radius))))
-    return np.asarray(canvas)
+@dataclasses.dataclass(frozen=True)
+class FaceCrop:
+    """One face to predict: transform (3, 3) image -> crop; box (4,) or None; detector score."""
+
+    transform: np.ndarray
+    box: np.ndarray | None = None
+    score: float = float("nan")
 
 
-def pose_document(pose: HeadPose) -> dict:
-    return {
-        "yaw_deg": pose.yaw,
-        "pitch_deg": pose.pitch,
-        "roll_deg": pose.roll,
-        "rotation": np.asarray(pose.rotation).tolist(),
-        "scale": pose.scale,
-        "convention": "3DDFA: R = Rx(pitch) Ry(yaw) Rz(roll), camera = scale * R @ mean_face + t, "
-        "camera = image frame with y up; yaw > 0 face turned toward the image's left, "
-        "pitch > 0 head tilted up, roll > 0 head rotated clockwise in the image",
-    }
+def detected_crops(image: np.ndarray, faces, size: int, convention) -> list[FaceCrop]:
+    """`detect.Face`s of an image -> FaceCrops by the detector's box convention."""
+    from prn_jax import detect
+
+    return [FaceCrop(detect.crop_transform(f.box, size, convention), f.box, f.score) for f in faces]
 
 
-def write_prediction(
-    out_dir,
-    name: str,
-    image: np.ndarray,
-    prediction: Prediction,
+def predict_faces(
+    items: Sequence[tuple[np.ndarray, Sequence[FaceCrop]]],
+    predict_fn: PredictFn,
     assets: uv_assets_lib.UVAssets,
-    obj_y_up: bool = True,
-) -> list[Path]:
-    """Writes the five files of the module docstring; returns their paths. The `.obj` is y-up
-    (y' = H - 1 - y, PRNet's demo convention) unless `obj_y_up` is False (image frame)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [
-        out_dir / f"{name}_posmap.npy",
-        out_dir / f"{name}_kpt.txt",
-        out_dir / f"{name}.obj",
-        out_dir / f"{name}_pose.json",
-        out_dir / f"{name}_overlay.png",
-    ]
-    np.save(paths[0], prediction.position_map)
-    np.savetxt(paths[1], prediction.landmarks, fmt="%.3f")
-    height = image.shape[0] if obj_y_up else None
-    mesh_io.write_position_map_obj(paths[2], prediction.position_map, assets, image, y_up_height=height)
-    paths[3].write_text(json.dumps(pose_document(prediction.pose), indent=1) + "\n")
-    Image.fromarray(overlay_image(image, prediction.landmarks, prediction.pose)).save(paths[4])
-    return paths
+    mean_face_points: np.ndarray,
+    batch_size: int,
+) -> list[list[Prediction]]:
+    """Every face of several images through the network in batches of `batch_size`.
+
+    Args:
+      items: (image (H, W, 3) uint8, its FaceCrops) per image.
+    Returns:
+      per image, its Predictions in the order of its FaceCrops.
+    """
+    size = assets.size
+    crops = [inference.crop_image(image, f.transform, size) for image, faces in items for f in faces]
+    maps = run_network(
+        np.stack(crops) if crops else np.zeros((0, size, size, 3), np.float32), predict_fn, batch_size
+    )
+    out, k = [], 0
+    for _, faces in items:
+        out.append(
+            [
+                finish_prediction(maps[k + j], f.transform, assets, mean_face_points, f.box, f.score)
+                for j, f in enumerate(faces)
+            ]
+        )
+        k += len(faces)
+    return out
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -313,6 +329,31 @@ def read_landmarks(path) -> np.ndarray:
     return points
 
 
+def expand_inputs(patterns: Sequence[str]) -> list[Path]:
+    """Input arguments -> files, in order: a folder gives its image and video files (sorted, not
+    recursive), a pattern with *, ? or [ its sorted glob matches; duplicates are dropped.
+    InputError naming an argument that matches nothing."""
+    files: list[Path] = []
+    for text in patterns:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+            if not found:
+                raise InputError(f"{text}: folder holds no image or video files")
+        elif any(c in text for c in "*?[") and not path.exists():
+            found = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+            if not found:
+                raise InputError(f"{text}: pattern matches no file")
+        else:
+            found = [path]
+        files.extend(found)
+    return list(dict.fromkeys(files))
+
+
+def is_video(path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
 def per_image(values: Sequence, count: int, option: str) -> list:
     if len(values) == 1:
         return list(values) * count
@@ -322,7 +363,7 @@ def per_image(values: Sequence, count: int, option: str) -> list:
 
 
 def output_names(images: Sequence) -> list[str]:
-    """File stems, made unique with _2, _3 ... when two inputs share one."""
+    """File stems (one output folder each), made unique with _2, _3 ... when two inputs share one."""
     names, seen = [], {}
     for path in images:
         stem = Path(path).stem

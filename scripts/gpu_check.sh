@@ -4,6 +4,13 @@
 #   bash scripts/gpu_check.sh --prepare   here, once: wheels the GPU image lacks into .whl/
 #   run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=600)   on the GPU machine
 #   bash scripts/gpu_check.sh --smoke     here: the benchmark steps on the CPU, tiny config (~5 min)
+#   run(command="PART=resident bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=600)   issue 25's
+#     checks instead, as a second run: the precision of the ground truth on the hardware
+#     (tests/test_precision.py: maps vs CPU maps and float64, max px difference, at Precision.HIGHEST
+#     and, for comparison, the default precision) and bench_resident.json (paper config, bfloat16,
+#     augmentation on: the device-resident train step - gather + augmentation + maps rendered on the
+#     device - against the same step on pre-placed fits, images/s and MFU, at growing batches until
+#     one does not fit). PART=resident bash scripts/gpu_check.sh --smoke runs them on this CPU.
 #
 # On the GPU machine (its python3 has jax with CUDA, flax, optax, orbax, chex, pytest; not
 # ml_collections) it writes under $OUT, most important first, each step time-boxed so that a slow
@@ -29,7 +36,7 @@ if [ "${1:-}" = "--smoke" ]; then
   PY=${PY:-.venv/bin/python}
   OUT=${OUT:-$(mktemp -d)}
   CONFIG=(--config tiny --config.image_size=32 --config.width=2 --config.num_devices=1)
-  BATCH=2 SWEEP=2,4 FWD=2 REPEATS=1 LATENCY=2 LIMIT=300 TOTAL=1200 PEAK=0.5
+  BATCH=2 SWEEP=2,4 FWD=2 REPEATS=1 LATENCY=2 LIMIT=300 TOTAL=1200 PEAK=0.5 RESIDENT_SWEEP=2
 else
   PY=python3
   : "${OUT:?OUT: the output folder of the device tool}"
@@ -40,6 +47,7 @@ else
   fi
   CONFIG=(--config paper)
   BATCH=16 SWEEP=64,256,1024,2048 FWD=64 REPEATS=10 LATENCY=100 LIMIT=200 TOTAL=570 PEAK=989
+  RESIDENT_SWEEP=256,1024
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # prn_jax.cpu_runtime's XLA CPU flag is for jaxlib 0.10's CPU backend; not for this machine.
@@ -47,6 +55,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # CPU-compiled paper step needs ~71 MiB per example in bfloat16, so ~1,900 might fit in 132 GiB).
 export PRN_JAX_CPU_DEFAULTS=0 XLA_PYTHON_CLIENT_MEM_FRACTION=0.95
 MODE=${1:-}
+PART=${PART:-}
 
 check() {
   echo "# gpu_check $(date -u +%FT%TZ), revision $(cat .whl/REVISION 2>/dev/null || git rev-parse HEAD 2>/dev/null)"
@@ -65,6 +74,16 @@ check() {
       --latency-repeats "$LATENCY" --peak-tflops "$PEAK" --json "$OUT/$name.json" "$@"
     echo "## $name: exit $?"
   }
+  if [ "$PART" = "resident" ]; then  # issue 25: a run of its own (the default run fills 570 s)
+    echo "## precision of the on-device ground truth on this hardware"
+    JAX_PLATFORMS=${JAX_PLATFORMS:-cuda,cpu} timeout "$(limit 150)" "$PY" -m pytest -q -s -p no:cacheprovider \
+      tests/test_precision.py -k "on_hardware or prevents"
+    echo "## precision: exit $?"
+    LIMIT=$((LIMIT * 2))  # two programs a batch size, the face model and the fits made first
+    bench bench_resident --dtypes bfloat16 --augment on --batch-sizes "$RESIDENT_SWEEP" --forward-batch 0 \
+      --resident-only
+    return
+  fi
   bench bench_b16 --impls subpixel,reference --dtypes bfloat16 --batch-sizes "$BATCH" --forward-batch "$FWD"
   bench bench_sweep --dtypes bfloat16 --batch-sizes "$SWEEP" --forward-batch 0 --plot "$OUT/bench_sweep.png"
   bench bench_f32 --dtypes float32 --batch-sizes "$BATCH" --forward-batch "$FWD"

@@ -1,6 +1,7 @@
 """Test setup: 8 simulated CPU devices (for the pmap tests) and shared fixtures."""
 
 import contextlib
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,21 @@ import jax  # noqa: E402  (after XLA_FLAGS)
 # 0.10.2 cannot serialise on CPU use the `no_compilation_cache` fixture.
 jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="prn_jax_test_jit_cache_"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after each test module. Each XLA CPU executable maps its code
+    (a few memory maps each); one process holding the whole suite's programs passed Linux's
+    default limit of 65,530 maps (vm.max_map_count) at ~93% of the suite and segfaulted in the
+    next compile (2026-12-03, 29,000 maps a fifth of the way in). A later module that needs a
+    program again reads it from the session's persistent cache or recompiles it."""
+    yield
+    from prn_jax.train import trainer
+
+    trainer.clear_program_cache()
+    jax.clear_caches()
+    gc.collect()
 
 
 @contextlib.contextmanager

@@ -144,3 +144,21 @@ def test_sweep_benchmark_prints_both_kinds_of_runs(tiny_run, capsys):
     swept = printed.split("sweep (one process):")[1].splitlines()[0].split(",")
     assert len(separate) == len(swept) == 2 and all(float(s) > 0 for s in separate + swept)
     assert "compile time saved per run:" in printed
+
+
+@pytest.mark.slow
+def test_device_resident_row_times_both_steps_and_their_ratio(tmp_path, capsys):
+    out = tmp_path / "resident.json"
+    tiny = ["image_size=32", "width=2", "num_devices=2", "augment.enabled=True"]
+    argv = ["model", "--config", "tiny", "--resident-only", "--batch-sizes", "4", "--repeats", "2"]
+    assert bench.main([*argv, "--json", str(out), *[f"--config.{o}" for o in tiny]]) == 0
+    report = json.loads(out.read_text())
+    assert report["rows"] == []  # --resident-only: no plain train-step rows
+    (row,) = report["resident_rows"]
+    assert row["batch_size"] == 4 and row["num_devices"] == 2 and row["augment"]
+    assert row["resident_over_preplaced"] == pytest.approx(row["resident_step_s"] / row["preplaced_step_s"])
+    # The same step, plus a gather: XLA counts (nearly) the same FLOPs (both render the maps).
+    assert row["resident_flops_per_example"] == pytest.approx(row["preplaced_flops_per_example"], rel=0.05)
+    assert row["preplaced_flops_per_example"] > 1e6
+    printed = capsys.readouterr().out
+    assert "device-resident step" in printed and "ratio x" in printed

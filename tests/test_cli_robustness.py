@@ -341,9 +341,13 @@ def test_predict_refuses_a_1x1_image_alone(tmp_path, capsys):
     errors = [line for line in err if ": error: " in line]
     assert len(errors) == 1 and "Traceback" not in "\n".join(err)
     assert "dot.png" in errors[0] and "smaller than the 32x32 minimum" in errors[0]
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"face{suffix}" for suffix in ("_posmap.npy", "_kpt.txt", ".obj", "_pose.json", "_overlay.png")
-    )
+    assert sorted(p.name for p in out.iterdir()) == ["face", "summary.csv"]
+    assert sorted(p.name for p in (out / "face").iterdir()) == [
+        "face0_kpt.txt",
+        "face0_mesh.obj",
+        "face0_pose.json",
+        "overlay.png",
+    ]
 
 
 # ------------------------------------------------------------------------------ show-batch

@@ -6,7 +6,10 @@ devices' mesh, which is how `jax.pmap` runs it (jax 0.10). Lowered for "cuda", i
 work (no callbacks, no conditionals on data), compute its convolutions in bfloat16 under
 dtype=bfloat16 while keeping the state float32, donate the state, and, with the sub-pixel decoder
 and the fast-gradient encoder, use no input-dilated convolution (XLA's slow transposed-convolution
-lowering on GPU, issue 9).
+lowering on GPU, issue 9). With `maps_on_device` and augmentation, every float32 dot of the step
+(the ground truth's synthesis GEMMs; the affines and augmentation's transforms are element-wise)
+must ask for Precision.HIGHEST, for "cuda" and "tpu" alike (issue 25; tests/test_precision.py
+shows the error it prevents).
 """
 
 import re
@@ -19,30 +22,63 @@ from jax.sharding import PartitionSpec as P
 
 from prn_jax import configuration
 from prn_jax.bench import model as bench_model
+from prn_jax.geometry import ground_truth
 from prn_jax.train import step as step_lib
 from prn_jax.train import trainer as trainer_lib
 
 SIZE = 32
+# A face model's sizes for the maps_on_device step: vertices, identity and expression components.
+VERTICES, SHAPE_COMPONENTS, EXP_COMPONENTS = 500, 10, 5
 
 
-def _lowered_step(platform: str, *overrides: str) -> tuple[jax.stages.Lowered, trainer_lib.Trainer]:
-    """The tiny bfloat16 2-device train step (32x32, batch 4) lowered for `platform`."""
+def _fit_inputs(batch: int):
+    """Abstract fits of `batch` examples and a FitRenderArrays (maps_on_device)."""
+    f32 = jnp.float32
+    fits = {
+        "image": jax.ShapeDtypeStruct((batch, SIZE, SIZE, 3), jnp.uint8),
+        "pose": jax.ShapeDtypeStruct((batch, 7), f32),
+        "shape": jax.ShapeDtypeStruct((batch, SHAPE_COMPONENTS), f32),
+        "expression": jax.ShapeDtypeStruct((batch, EXP_COMPONENTS), f32),
+        "crop_transform": jax.ShapeDtypeStruct((batch, 3, 3), f32),
+        "image_height": jax.ShapeDtypeStruct((batch,), f32),
+    }
+    geometry = ground_truth.FitRenderArrays(
+        jax.ShapeDtypeStruct((VERTICES, 3), f32),
+        jax.ShapeDtypeStruct((VERTICES, 3, SHAPE_COMPONENTS), f32),
+        jax.ShapeDtypeStruct((VERTICES, 3, EXP_COMPONENTS), f32),
+        jax.ShapeDtypeStruct((SIZE * SIZE, 3), jnp.int32),
+        jax.ShapeDtypeStruct((SIZE * SIZE, 3), f32),
+    )
+    return fits, geometry
+
+
+def _lowered_step(
+    platform: str, *overrides: str, fits: bool = False
+) -> tuple[jax.stages.Lowered, trainer_lib.Trainer]:
+    """The tiny bfloat16 2-device train step (32x32, batch 4) lowered for `platform`; with
+    `fits`, on batches of fits whose maps the step renders (maps_on_device)."""
     config = configuration.load_config(
         "tiny", [f"image_size={SIZE}", "num_devices=2", "batch_size=4", "dtype=bfloat16", *overrides]
     )
     trainer = trainer_lib.Trainer(config)
     step = step_lib.make_train_step(trainer._programs.config, trainer.model, trainer.tx)
     sharded = jax.shard_map(
-        lambda s, b, w, r: step(s, b, w, None, r),
+        step,
         mesh=trainer.mesh,
-        in_specs=(P(), P(step_lib.AXIS), P(), P()),
+        in_specs=(P(), P(step_lib.AXIS), P(), P(), P()),
         out_specs=(P(), P()),
         check_vma=False,
     )
-    batch = {k: jax.ShapeDtypeStruct((4, SIZE, SIZE, 3), jnp.float32) for k in ("image", "pos_map")}
+    if fits:
+        batch, geometry = _fit_inputs(4)
+    else:
+        batch = {k: jax.ShapeDtypeStruct((4, SIZE, SIZE, 3), jnp.float32) for k in ("image", "pos_map")}
+        geometry = None
     weights = jax.ShapeDtypeStruct((SIZE, SIZE), jnp.float32)
     run = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), step_lib.run_inputs(config))
-    traced = jax.jit(sharded, donate_argnums=(0,)).trace(trainer.abstract_state(), batch, weights, run)
+    traced = jax.jit(sharded, donate_argnums=(0,)).trace(
+        trainer.abstract_state(), batch, weights, geometry, run
+    )
     return traced.lower(lowering_platforms=(platform,)), trainer
 
 
@@ -124,3 +160,31 @@ def test_cuda_train_step_without_input_dilated_convolutions():
     assert bench_model._flops(fast.cost_analysis()) == pytest.approx(
         bench_model._flops(reference.cost_analysis()), rel=5e-2
     )
+
+
+def _dots(text: str) -> list[tuple[str, str]]:
+    """(precision, operand types) of every stablehlo.dot_general."""
+    return re.findall(r"stablehlo\.dot_general .*?precision = \[(\w+, \w+)\] : \((.*?)\) ->", text)
+
+
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
+def test_ground_truth_and_augmentation_dots_run_at_highest_precision(platform):
+    """maps_on_device + augmentation: the float32 dots (the synthesis GEMMs (B, k) x (k, 3n)) ask
+    for HIGHEST on the GPU and the TPU; no other dot exists; convolutions keep the default
+    (their precision is the compute dtype's business)."""
+    lowered, _ = _lowered_step(platform, "augment.enabled=True", "data.maps_on_device=True", fits=True)
+    text = lowered.as_text()
+    dots = _dots(text)
+    assert len(dots) == text.count("stablehlo.dot_general")  # the pattern reads every dot
+    gemms = [operands for _, operands in dots if f"x{3 * VERTICES}xf32" in operands]
+    assert len(gemms) == 2, dots  # identity and expression bases
+    assert {p for p, operands in dots if "f32" in operands} == {"HIGHEST, HIGHEST"}, dots
+    convs = [line for line in text.splitlines() if "stablehlo.convolution" in line]
+    assert len(convs) > 50 and not any("HIGHEST" in line for line in convs)
+    # The check sees a default-precision dot: the step on stored maps has none, so use a jnp.dot.
+    plain = (
+        jax.jit(jnp.dot)
+        .trace(jax.ShapeDtypeStruct((2, 3), jnp.float32), jax.ShapeDtypeStruct((3, 4), jnp.float32))
+        .lower(lowering_platforms=(platform,))
+    )
+    assert [p for p, _ in _dots(plain.as_text())] == ["DEFAULT, DEFAULT"]

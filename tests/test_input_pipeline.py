@@ -245,3 +245,28 @@ def test_show_batch_writes_png(data, tmp_path):
         pixels = np.asarray(png.convert("RGB"))
     assert pixels[: show_batch.TILE].std() > 10  # images, not a blank sheet
     assert ((pixels == (0, 255, 0)).all(-1)).sum() > 5 * 20  # the landmark dots are drawn
+
+
+def test_raw_crops_stream_without_decoding_and_match_the_jpeg_build(data, tmp_path):
+    """`prn-jax build --raw-crops` (`size64_raw`) stores the crops' pixels: the pipeline reads uint8
+    arrays (no image decode), every other field as in the JPEG build, the pixels within JPEG 95's
+    error of its crops."""
+    data_dir, raw, records = data
+    build = ["build", "--data-dir", str(tmp_path), "--manual-dir", str(raw), "--map-size", str(SIZE)]
+    assert cli.main([*build, "--raw-crops", "--workers", "1"]) == 0
+    assert (tmp_path / "prn_300w_lp" / f"size{SIZE}_raw").is_dir()
+    raw_config = _config(builder_config=f"size{SIZE}_raw")
+    source = input_pipeline.open_source(tmp_path, input_pipeline.DataSettings.from_config(raw_config))
+    assert len(source) == len(records)
+    by_id = {r["file_id"]: r for r in records}
+    for i in range(len(source)):
+        record = source[i]
+        jpeg = by_id[record["file_id"]]
+        assert isinstance(record["image"], np.ndarray) and record["image"].dtype == np.uint8
+        assert record["image"].shape == (SIZE, SIZE, 3)
+        assert np.abs(record["image"].astype(int) - jpeg["image"]).mean() < 6  # measured 3.0
+        assert record["position_map"] == jpeg["position_map"]
+        np.testing.assert_array_equal(record["pose"], jpeg["pose"])
+    streamed = next(input_pipeline.make_train_loader(raw_config, tmp_path, num_local_devices=2))
+    assert streamed["image"].shape == (2, 4, SIZE, SIZE, 3) and streamed["image"].dtype == np.uint8
+    assert streamed["pos_map"].dtype == np.float32

@@ -1,7 +1,8 @@
 """aflw2000_3d: AFLW2000-3D for evaluation (original images, 68 3D landmarks, pose, GT maps).
 
 Sources (nothing is downloaded): the manual dir (`manual_dir=` argument, else tfds'
-`<data_dir>/downloads/manual`) holding `AFLW2000/` or being it: image0NNNN.jpg + .mat.
+`<data_dir>/downloads/manual`) holding `AFLW2000/` or being it: image0NNNN.jpg + .mat; or holding
+the download `AFLW2000-3D.zip` (or being it), read in place (`prn_jax.data.source_tree`).
 Configs `maps256` / `maps128` / `maps64` also need the morphable model: `model_dir=` argument,
 else `<manual dir>/model` (face3d `BFM.mat` + `BFM_UV.mat`); `images` needs none.
 
@@ -29,7 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from prn_jax.data import formats
+from prn_jax.data import formats, source_tree
 from prn_jax.data.builder_base import BuildReport, FolderBuilderMixin
 
 EVAL_CROP_SIZE = 256
@@ -42,15 +43,25 @@ class Aflw20003dConfig(tfds.core.BuilderConfig):
     map_size: int | None = None
 
 
-def source_folder(manual_dir) -> Path:
-    """The AFLW2000 folder inside (or equal to) the manual dir."""
-    manual_dir = Path(manual_dir)
-    for folder in (manual_dir / "AFLW2000", manual_dir):
-        if any(folder.glob("image*.mat")) or any(folder.glob("image*.jpg")):
-            return folder
-    raise formats.FormatError(
-        manual_dir, "folder", "AFLW2000/ (image0NNNN.jpg + .mat) not found in the manual dir"
+ARCHIVES = ("AFLW2000-3D.zip", "AFLW2000.zip")  # the download's name, and the folder's
+
+
+def source_folder(manual_dir):
+    """The AFLW2000 folder: inside (or equal to) the manual dir, or inside AFLW2000-3D.zip there (or
+    the manual dir being that zip), read in place: a Path or a `source_tree.ZipFolder`."""
+    folder = source_tree.find_root(
+        manual_dir,
+        "AFLW2000",
+        ARCHIVES,
+        lambda folder: folder.is_dir() and (any(folder.glob("image*.mat")) or any(folder.glob("image*.jpg"))),
     )
+    if folder is None:
+        raise formats.FormatError(
+            manual_dir,
+            "folder",
+            f"AFLW2000/ (image0NNNN.jpg + .mat) not found in the manual dir, nor in {ARCHIVES[0]} there",
+        )
+    return folder
 
 
 class Aflw20003d(FolderBuilderMixin, tfds.core.GeneratorBasedBuilder):

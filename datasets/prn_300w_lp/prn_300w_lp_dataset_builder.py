@@ -2,14 +2,17 @@
 
 Sources (nothing is downloaded):
   300W-LP: the manual dir (`manual_dir=` argument, else tfds' `<data_dir>/downloads/manual`),
-    holding `300W_LP/` or being it: {AFW,HELEN,IBUG,LFPW}[_Flip]/NAME.jpg + NAME.mat.
+    holding `300W_LP/` or being it: {AFW,HELEN,IBUG,LFPW}[_Flip]/NAME.jpg + NAME.mat; or holding
+    the download `300W-LP.zip` (or being it), read in place (`prn_jax.data.source_tree`).
   Morphable model: `model_dir=` argument, else `<manual dir>/model`: face3d `BFM.mat` +
     `BFM_UV.mat` (`prn_jax.geometry.load_face_model`).
 
 Record format (array_record, readable without TensorFlow through `tfds.data_source` or
 `builder.as_data_source()`), S = the config's `map_size`:
   image: (S, S, 3) uint8 JPEG (quality 95) of face3d's 1.5-rule crop of the original image
-    (box from the fit's 68 keypoint vertices, bilinear, black outside the image).
+    (box from the fit's 68 keypoint vertices, bilinear, black outside the image); in the
+    `size{S}_raw` configs (`image_encoding='raw'`) the same crop's pixels stored raw (3 S^2 bytes,
+    196,608 at 256; the synthetic default's set grows 1.6x), so reading needs no image decode.
   position_map: bytes; `prn_jax.data.formats.decode_position_map(bytes, S)` -> (S, S, 3) float32
     crop pixels (x right, y down, z toward the camera, min z over the mesh = 0), zero outside
     the UV face region; max error S/65536 px (uint16 levels of S/32768 px, row-delta byte
@@ -64,7 +67,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from prn_jax.data import formats, splits
+from prn_jax.data import formats, source_tree, splits
 from prn_jax.data.builder_base import BuildReport, FolderBuilderMixin
 
 MAP_SIZES = (256, 128, 64)
@@ -76,12 +79,14 @@ JPEG_QUALITY = 95
 @dataclasses.dataclass
 class Prn300wLpConfig(tfds.core.BuilderConfig):
     """map_size: side S of the crop and of the position map. include_flip: read *_Flip too.
+    image_encoding: the crops as 'jpeg' (quality 95) or 'raw' uint8 pixels (no decode to read).
     augmented_copies: K seeded augmented copies written besides each plain train example (seed
     augment_seed). validation_fraction, split_seed: the identities held out in `validation`
     (module docstring)."""
 
     map_size: int = 256
     include_flip: bool = True
+    image_encoding: str = "jpeg"
     augmented_copies: int = 0
     augment_seed: int = 0
     validation_fraction: float = 0.05
@@ -97,6 +102,15 @@ def _configs():
                 map_size=size,
                 include_flip=True,
                 description=f"{size}x{size} crops and maps, all 8 folders (122,450 in train + validation)",
+            )
+        )
+        configs.append(
+            Prn300wLpConfig(
+                name=f"size{size}_raw",
+                map_size=size,
+                include_flip=True,
+                image_encoding="raw",
+                description=f"size{size} with the crops as raw uint8 pixels (no JPEG: nothing to decode)",
             )
         )
         configs.append(
@@ -120,15 +134,25 @@ def _configs():
     return configs
 
 
-def source_root(manual_dir) -> Path:
-    """The 300W_LP folder inside (or equal to) the manual dir."""
-    manual_dir = Path(manual_dir)
-    for root in (manual_dir / "300W_LP", manual_dir):
-        if any((root / db).is_dir() for db in formats.W300LP_DATABASES):
-            return root
-    raise formats.FormatError(
-        manual_dir, "folder", "300W_LP/ (with AFW, HELEN, IBUG, LFPW) not found in the manual dir"
+ARCHIVES = ("300W-LP.zip", "300W_LP.zip")  # the download's name, and the folder's
+
+
+def source_root(manual_dir):
+    """The 300W_LP folder: inside (or equal to) the manual dir, or inside 300W-LP.zip there (or
+    the manual dir being that zip), read in place: a Path or a `source_tree.ZipFolder`."""
+    root = source_tree.find_root(
+        manual_dir,
+        "300W_LP",
+        ARCHIVES,
+        lambda root: any((root / db).is_dir() for db in formats.W300LP_DATABASES),
     )
+    if root is None:
+        raise formats.FormatError(
+            manual_dir,
+            "folder",
+            f"300W_LP/ (with AFW, HELEN, IBUG, LFPW) not found in the manual dir, nor in {ARCHIVES[0]} there",
+        )
+    return root
 
 
 def model_paths(model_dir) -> tuple[Path, Path]:
@@ -140,17 +164,38 @@ def model_paths(model_dir) -> tuple[Path, Path]:
     return paths
 
 
-def list_sources(root, include_flip) -> tuple[list, dict, list]:
-    """All (image, .mat) pairs under the 300W_LP `root`, pairs per folder, and problems."""
-    folders = list(formats.W300LP_DATABASES)
-    if include_flip:
-        folders += [db + formats.FLIP_SUFFIX for db in formats.W300LP_DATABASES]
+def source_folders(include_flip, subsets=None) -> list[str]:
+    """The 300W_LP folders read: `subsets` (default all of AFW, HELEN, IBUG, LFPW) and, with
+    `include_flip`, their _Flip copies. ValueError naming an unknown database."""
+    databases = list(subsets or formats.W300LP_DATABASES)
+    unknown = [db for db in databases if db not in formats.W300LP_DATABASES]
+    if unknown or not databases:
+        raise ValueError(
+            f"subsets {','.join(unknown) or '(none)'}: choose from {','.join(formats.W300LP_DATABASES)}"
+        )
+    databases = [db for db in formats.W300LP_DATABASES if db in databases]  # canonical order
+    return databases + ([db + formats.FLIP_SUFFIX for db in databases] if include_flip else [])
+
+
+def list_sources(root, include_flip, subsets=None) -> tuple[list, dict, list]:
+    """All (image, .mat) pairs under the 300W_LP `root` (a Path or `source_tree.ZipFolder`), pairs
+    per folder, and problems (unpaired files).
+
+    A missing folder among `source_folders(include_flip, subsets)` raises FormatError (key
+    'folder') naming the missing and the expected folders, whatever `skip_invalid` says: building
+    from part of 300W-LP takes `subsets`."""
+    folders, root = source_folders(include_flip, subsets), source_tree.as_source(root)
+    missing = [name for name in folders if not (root / name).is_dir()]
+    if missing:
+        raise formats.FormatError(
+            root,
+            "folder",
+            f"missing {', '.join(missing)}; expected {', '.join(folders)} (to build from the "
+            f"databases present, name them: --subsets, e.g. --subsets AFW,HELEN)",
+        )
     pairs, counts, problems = [], {}, []
     for name in folders:
-        folder = Path(root) / name
-        if not folder.is_dir():
-            problems.append(formats.FormatError(folder, "folder", "missing"))
-            continue
+        folder = root / name
         found, unpaired = formats.pair_images_with_mats(folder)
         pairs += found
         counts[name] = len(found)
@@ -159,8 +204,9 @@ def list_sources(root, include_flip) -> tuple[list, dict, list]:
 
 
 def file_id_of(root, image_path) -> str:
-    """The record key of an image: '<folder>/<stem>' relative to the 300W_LP `root`."""
-    return Path(image_path).relative_to(root).with_suffix("").as_posix()
+    """The record key of an image: '<folder>/<stem>' relative to the 300W_LP `root` (a folder or a
+    folder in a zip: the same key)."""
+    return source_tree.relative_id(root, image_path)
 
 
 def split_pairs(pairs, root, fraction, seed) -> dict[str, list]:
@@ -176,16 +222,26 @@ class ExampleMaker:
 
     Args: bfm_path, uv_path: the morphable model. map_size: S. root: the 300W_LP folder.
     augmented_copies, augment_seed: see the module docstring (0: plain examples only).
+    image_encoding: 'jpeg' (bytes) or 'raw' (the uint8 array) crops.
     """
 
-    def __init__(self, bfm_path, uv_path, map_size, root, augmented_copies=0, augment_seed=0):
+    def __init__(
+        self, bfm_path, uv_path, map_size, root, augmented_copies=0, augment_seed=0, image_encoding="jpeg"
+    ):
         from prn_jax import geometry  # imports JAX: keep it out of module import
 
         self.model = geometry.load_face_model(bfm_path, uv_path)
         self.raster = geometry.build_uv_raster(self.model.uv, self.model.full_triangles, map_size)
-        self.size, self.root = map_size, Path(root)
+        self.size, self.root = map_size, source_tree.as_source(root)
         self.copies, self.augment_seed = augmented_copies, augment_seed
+        self.image_encoding = image_encoding
         self._augment = None
+
+    def _image(self, pixels):
+        """The record's 'image' value of an (S, S, 3) uint8 crop."""
+        if self.image_encoding == "raw":
+            return np.ascontiguousarray(pixels, np.uint8)
+        return formats.jpeg_bytes(pixels, JPEG_QUALITY)
 
     def __call__(self, pairs) -> tuple[list, list]:
         """[(image, mat)] -> ([(key, example)], [FormatError]) for the valid / invalid pairs."""
@@ -241,7 +297,7 @@ class ExampleMaker:
                     (
                         file_id,
                         {
-                            "image": formats.jpeg_bytes(crop_pixels, JPEG_QUALITY),
+                            "image": self._image(crop_pixels),
                             "position_map": encoded,
                             "landmarks": kpt.astype(np.float32),
                             "crop_transform": np.asarray(transform, np.float32),
@@ -299,7 +355,7 @@ class ExampleMaker:
                 (
                     copy_id,
                     {
-                        "image": formats.jpeg_bytes(image, JPEG_QUALITY),
+                        "image": self._image(image),
                         "position_map": encoded,
                         "landmarks": marks,
                         "crop_transform": (
@@ -347,6 +403,8 @@ class Prn300wLp(FolderBuilderMixin, tfds.core.GeneratorBasedBuilder):
       model_dir: folder with BFM.mat + BFM_UV.mat (default: <manual dir>/model).
       skip_invalid: skip and report bad source files instead of failing.
       workers: processes generating examples (default: all cores). batch_size: fits per batch.
+      subsets: the 300W-LP databases to read, e.g. ('AFW', 'HELEN') (default: all four; a
+        missing one fails the build, naming the expected folders).
     After `download_and_prepare`, `build_report` says what was found and skipped (`examples`:
     both splits, augmented copies included). Splits: 'train', 'validation' (module docstring).
     """
@@ -366,9 +424,11 @@ class Prn300wLp(FolderBuilderMixin, tfds.core.GeneratorBasedBuilder):
   folder given as `model_dir`.
   """
 
-    def __init__(self, *, workers=None, **kwargs):
+    def __init__(self, *, workers=None, subsets=None, **kwargs):
         super().__init__(**kwargs)
         self.workers = workers or os.cpu_count() or 1
+        self.subsets = tuple(subsets) if subsets else None  # databases read (None: all four)
+        source_folders(True, self.subsets)  # an unknown database name fails before any work
 
     # tfds reads README.md / CITATIONS.bib from the folder of the builder's module, which it derives
     # from the module's name; installed as prn_jax.datasets, the module file is the answer.
@@ -387,7 +447,13 @@ class Prn300wLp(FolderBuilderMixin, tfds.core.GeneratorBasedBuilder):
             description=__doc__,
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Image(shape=(size, size, 3), encoding_format="jpeg"),
+                    "image": (
+                        tfds.features.Tensor(
+                            shape=(size, size, 3), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
+                        )
+                        if self.builder_config.image_encoding == "raw"
+                        else tfds.features.Image(shape=(size, size, 3), encoding_format="jpeg")
+                    ),
                     "position_map": tfds.features.Tensor(shape=(), dtype=np.object_),
                     "landmarks": tfds.features.Tensor(shape=(68, 3), dtype=np.float32),
                     "pose": tfds.features.Tensor(shape=(7,), dtype=np.float32),
@@ -405,7 +471,7 @@ class Prn300wLp(FolderBuilderMixin, tfds.core.GeneratorBasedBuilder):
         manual_dir = Path(self._manual_dir or dl_manager.manual_dir)
         root = source_root(manual_dir)
         paths = model_paths(self._model_dir or manual_dir / "model")
-        pairs, counts, problems = list_sources(root, self.builder_config.include_flip)
+        pairs, counts, problems = list_sources(root, self.builder_config.include_flip, self.subsets)
         self.build_report = BuildReport(images_per_folder=counts)
         self.build_report.record(problems, self.skip_invalid)
         config = self.builder_config
@@ -413,7 +479,8 @@ class Prn300wLp(FolderBuilderMixin, tfds.core.GeneratorBasedBuilder):
         copies = {splits.TRAIN: config.augmented_copies, splits.VALIDATION: 0}  # train only
         return {
             split: self._generate_examples(
-                members, (*paths, config.map_size, root, copies[split], config.augment_seed)
+                members,
+                (*paths, config.map_size, root, copies[split], config.augment_seed, config.image_encoding),
             )
             for split, members in by_split.items()
             if members  # tfds cannot write an empty split

@@ -4,10 +4,11 @@
   prn-jax bench decoder ...       the 17-layer decoder alone, per formulation
   prn-jax bench augment ...       on-device vs host augmentation
   prn-jax bench ground-truth ...  fit -> position map, numpy vs JAX
-  prn-jax bench input --data DIR  the host input pipeline's examples/s
+  prn-jax bench input --data DIR  the host input pipeline's examples/s per core, per mode
   prn-jax bench predict ...       per-image end-to-end inference
   prn-jax bench optimizer-layout  the train step with per-parameter vs flat Adam moments
   prn-jax bench sweep             a sweep's seconds per run against plain train runs
+  prn-jax bench data-prep         prepare-model and the builds from zips, scaled to 300W-LP
 
 External twins (PyTorch, TensorFlow) live in the repository's benchmarks/ folder.
 """
@@ -25,6 +26,7 @@ SUITES = {
     "predict": "prn_jax.bench.predict",
     "optimizer-layout": "prn_jax.bench.optimizer_layout",
     "sweep": "prn_jax.bench.sweep",
+    "data-prep": "prn_jax.bench.data_prep",
 }
 
 

@@ -4,6 +4,7 @@ time separate).
   prn-jax bench [model] --config paper [--impls reference,subpixel] [--dtypes float32,bfloat16]
                                        [--augment off,on] [--batch-sizes 16,64,256]
                                        [--peak-tflops 989] [--json FILE] [--plot PNG]
+                                       [--resident | --resident-only]
 
 The model benchmark times, for every (decoder impl, dtype) pair in one process: the pmapped
 train step on procedural batches (images/s), forward latency at batch 1 and forward throughput at
@@ -16,6 +17,12 @@ the train step at each global batch size in increasing order and stops at the fi
 not fit in device memory (recorded as such): the largest batch that fits, and its images/s.
 `--json FILE` writes every row with the versions and the device, `--plot PNG` draws images/s
 (and MFU) against the batch size.
+
+`--resident` adds, per variant and batch, the device-resident step (`config.data.source =
+"device"`): the full train step with the batch gathered on the devices by index from a resident
+set (RESIDENT_BATCHES global batches of records), augmentation and the maps rendered on the device
+from fits, against the same step on pre-placed batches of fits; both on fits of the procedural face
+model (prn_jax.synth, 199 + 29 components), timed alternately in one process, and their ratio.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from prn_jax import checkpointing, configuration
 from prn_jax import loss as loss_lib
 from prn_jax import model as model_lib
 from prn_jax.bench.timing import median_time
-from prn_jax.data import generated, train_data
+from prn_jax.data import device_data, generated, train_data
 from prn_jax.train import trainer as trainer_lib
 
 # Distinct procedural examples in a benchmark batch; larger batches repeat them (the step's time
@@ -73,6 +80,116 @@ def procedural_batch(config, num_local_devices: int) -> dict[str, np.ndarray]:
     return next(trainer_lib.stack_dispatch(itertools.repeat(batch), config.steps_per_dispatch))
 
 
+# The device-resident rows hold this many global batches of records on the devices.
+RESIDENT_BATCHES = 4
+
+
+def procedural_fit_records(config, num_records: int) -> tuple[dict[str, np.ndarray], object]:
+    """`num_records` training records of fits of the procedural face model (random identities,
+    expressions and 300W-LP-like poses in a 450-pixel image, face3d's 1.5-rule crops) with the
+    generated data's images as uint8: ({field: (num_records, ...)} as the streaming pipeline yields
+    them with maps_on_device, numpy `FitRenderArrays` at config.image_size)."""
+    from prn_jax.geometry import build_uv_raster, crop, fit_render_arrays, pose
+    from prn_jax.synth import face_generator, sampling
+
+    model = face_generator.make_procedural_face(face_generator.ModelSpec()).model
+    size = config.image_size
+    rng = np.random.default_rng(config.seed)
+    poses, shapes, exps = [], [], []
+    for _ in range(num_records):
+        appearance = sampling.sample_appearance(rng, model)
+        angles = sampling.profile_angles(rng, 2)[rng.integers(2)]
+        poses.append(sampling.place_pose(model, appearance, angles, rng.uniform(180, 270, 2)))
+        shapes.append(appearance.shape)
+        exps.append(appearance.exp)
+    poses, shapes, exps = np.stack(poses), np.stack(shapes), np.stack(exps)
+    k = model.kpt_ind
+    keypoints = pose.to_image(
+        pose.transform_vertices(
+            pose.synthesize_vertices(model.mean[k], model.shape_basis[k], model.exp_basis[k], shapes, exps),
+            poses,
+        ),
+        sampling.IMAGE_SIZE,
+    )
+    distinct = [
+        np.round(generated.example(config.seed, i, size)[0] * 255).astype(np.uint8)
+        for i in range(min(num_records, DISTINCT_EXAMPLES))
+    ]
+    records = {
+        "image": np.stack([distinct[i % len(distinct)] for i in range(num_records)]),
+        "pose": poses.astype(np.float32),
+        "shape": shapes.astype(np.float32),
+        "expression": exps.astype(np.float32),
+        "crop_transform": crop.crop_from_keypoints(keypoints, size).astype(np.float32),
+        "image_height": np.full(num_records, sampling.IMAGE_SIZE, np.float32),
+    }
+    raster = build_uv_raster(model.uv, model.full_triangles, size)
+    return records, fit_render_arrays(model, raster)
+
+
+def bench_resident(config, repeats: int, peak_tflops: float | None) -> dict:
+    """The device-resident train step (gather + augmentation + maps rendered on the device) and
+    the same step on pre-placed batches of fits, timed alternately (`repeats` each, medians):
+    seconds, images/s, FLOPs per example (XLA's count), their ratio. Single process."""
+    config.data.maps_on_device = True
+    trainer = trainer_lib.Trainer(config)
+    g, d = config.batch_size, trainer.num_devices
+    records, geometry = procedural_fit_records(config, RESIDENT_BATCHES * g)
+    m = -(-len(records["image"]) // d)
+    blocks = {k: np.zeros((d * m, *v.shape[1:]), v.dtype) for k, v in records.items()}
+    for k, v in records.items():
+        blocks[k][: len(v)] = v
+    sharding = jax.sharding.NamedSharding(trainer.mesh, jax.sharding.PartitionSpec(trainer_lib.AXIS))
+    resident = {k: jax.device_put(v.reshape(d, m, *v.shape[1:]), sharding) for k, v in blocks.items()}
+    order = device_data.DeviceOrder(len(records["image"]), g, trainer.num_local_devices, config.seed)
+    k = config.steps_per_dispatch
+    preplaced = trainer.place_batch(
+        next(
+            trainer_lib.stack_dispatch(
+                itertools.repeat({n: v[:g].reshape(d, g // d, *v.shape[1:]) for n, v in records.items()}),
+                k,
+            )
+        )
+    )
+    indices = trainer_lib.stack_dispatch(order, k)
+    labels = generated.region_labels(config.image_size)  # any labels: the time is the same
+    weights = trainer.place(jnp.asarray(loss_lib.weight_map(labels, config.weight_ratios)))
+    geometry = trainer.place(geometry)
+    holder = {"state": trainer.init_state()}
+
+    def run(batch, res):
+        holder["state"], metrics = trainer.step(holder["state"], batch, weights, geometry, None, res)
+        return metrics["loss"]
+
+    inputs = {  # one dispatch's (batch, resident); the resident step sends fresh indices each time
+        "preplaced": lambda: (preplaced, None),
+        "resident": lambda: (trainer.place_batch(next(indices)), resident),
+    }
+    out = {"batch_size": g, "num_devices": d}
+    per_device = g // d
+    for name, make in inputs.items():
+        batch, res = make()
+        lowered = trainer.p_step.lower(holder["state"], batch, weights, geometry, trainer.run_inputs, res)
+        out[f"{name}_flops_per_example"] = _flops(lowered.cost_analysis()) / (per_device * k)
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(*make()))
+        out[f"{name}_compile_s"] = time.perf_counter() - t0
+        jax.block_until_ready(run(*make()))  # warm-up
+    times = {name: [] for name in inputs}
+    for _ in range(repeats):  # alternately, so that load changes hit both alike
+        for name, make in inputs.items():
+            times[name].append(median_time(lambda make=make: run(*make()), 1))
+    for name in inputs:
+        seconds = float(np.median(times[name])) / k
+        out[f"{name}_step_s"] = seconds
+        out[f"{name}_images_per_s"] = g / seconds
+        if peak_tflops:
+            achieved = out[f"{name}_flops_per_example"] * out[f"{name}_images_per_s"] / d
+            out[f"{name}_mfu"] = achieved / (peak_tflops * 1e12)
+    out["resident_over_preplaced"] = out["resident_step_s"] / out["preplaced_step_s"]
+    return out
+
+
 def bench_variant(
     config, repeats: int, forward_batch: int | None, peak_tflops: float | None, latency_repeats: int = 20
 ) -> dict:
@@ -93,7 +210,7 @@ def bench_variant(
 
     # Training FLOPs per example: XLA's count for the step's program (before optimisation) over the
     # examples one device sees in one dispatch.
-    lowered = trainer.p_step.lower(holder["state"], batch, weights, None, trainer.run_inputs)
+    lowered = trainer.p_step.lower(holder["state"], batch, weights, None, trainer.run_inputs, None)
     per_device = config.batch_size // trainer.num_devices
     out = {
         "batch_size": config.batch_size,
@@ -151,6 +268,19 @@ def sweep_batch_sizes(run_one, batch_sizes: list[int]) -> list[dict]:
             rows.append({"batch_size": b, "out_of_memory": True, "error": str(error).splitlines()[0][:300]})
             break
     return rows
+
+
+def _format_resident_row(impl: str, name: str, r: dict) -> str:
+    if r.get("out_of_memory"):
+        head = f"{impl:>13s} {name:>16s}  batch {r['batch_size']:5d}"
+        return f"{head}  device-resident: out of device memory: {r['error']}"
+    mfu = "  MFU {:.1f}%".format(100 * r["resident_mfu"]) if "resident_mfu" in r else ""
+    return (
+        f"{impl:>13s} {name:>16s}  batch {r['batch_size']:5d}  device-resident step "
+        f"{r['resident_step_s'] * 1e3:9.1f} ms ({r['resident_images_per_s']:8.1f} img/s{mfu}, gather + "
+        f"augmentation + maps on device, {r['resident_flops_per_example'] / 1e9:.2f} GFLOP/img)  pre-placed "
+        f"fits {r['preplaced_step_s'] * 1e3:9.1f} ms  ratio x{r['resident_over_preplaced']:.3f}"
+    )
 
 
 def _format_row(impl: str, name: str, r: dict, forward_batch: int) -> str:
@@ -239,6 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--plot", default=None, help="also plot images/s (and MFU) per batch to this PNG")
+    parser.add_argument(
+        "--resident",
+        action="store_true",
+        help="also time the device-resident step (gather, augmentation, maps on the device) "
+        "against the step on pre-placed fits, and their ratio",
+    )
+    parser.add_argument(
+        "--resident-only", action="store_true", help="--resident without the other train-step rows"
+    )
     args, overrides = parser.parse_known_args(argv)
     base = configuration.load_config(args.config, [*PROCEDURAL, *overrides])
     impls = args.impls.split(",") if args.impls else [base.decoder_impl]
@@ -296,10 +435,28 @@ def main(argv: list[str] | None = None) -> int:
                 args.latency_repeats,
             )
 
-        for r in sweep_batch_sizes(run_one, batch_sizes):
+        for r in sweep_batch_sizes(run_one, [] if args.resident_only else batch_sizes):
             rows.append({"decoder_impl": impl, "dtype": dtype, "augment": aug == "on", **r})
             print(_format_row(impl, name, r, args.forward_batch), flush=True)
             if args.json:  # after every row: a run stopped by a time limit keeps what it measured
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        if not (args.resident or args.resident_only):
+            continue
+
+        def run_resident(batch_size: int, first: bool) -> dict:
+            config = configuration.load_config(args.config, [*PROCEDURAL, *overrides])
+            config.decoder_impl, config.dtype = impl, dtype
+            config.augment.enabled = aug == "on"
+            config.batch_size = batch_size
+            return bench_resident(config, args.repeats, args.peak_tflops)
+
+        for r in sweep_batch_sizes(run_resident, batch_sizes):
+            report.setdefault("resident_rows", []).append(
+                {"decoder_impl": impl, "dtype": dtype, "augment": aug == "on", **r}
+            )
+            print(_format_resident_row(impl, name, r), flush=True)
+            if args.json:
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     timed = [r for r in rows if not r.get("out_of_memory")]

@@ -23,6 +23,7 @@ from pathlib import Path
 COMMANDS = {
     "main": "prn_jax.cli.main_job",
     "synth": "prn_jax.cli.synth",
+    "prepare-model": "prn_jax.cli.prepare_model",
     "build": "prn_jax.cli.build",
     "train": "prn_jax.cli.train",
     "eval": "prn_jax.cli.eval",
@@ -31,6 +32,7 @@ COMMANDS = {
     "show-batch": "prn_jax.cli.show_batch",
     "predict": "prn_jax.cli.predict",
     "import-weights": "prn_jax.cli.import_weights",
+    "texture-swap": "prn_jax.cli.texture_swap",
 }
 
 MORE_HELP = (

@@ -3,10 +3,15 @@
     prn-jax build --data-dir ~/tensorflow_datasets --manual-dir /data/raw --model /data/raw/model
     prn-jax build --data-dir /tmp/tfds --manual-dir /tmp/synth --dataset both --map-size 64
 
-The manual dir holds 300W_LP/ and/or AFLW2000/ (the layout `prn-jax synth` writes); --model is
-the folder with BFM.mat + BFM_UV.mat (default: <manual dir>/model for prn_300w_lp; for
-aflw2000_3d ground-truth maps are made only when --model is given). Prints the images found
-per folder, every skipped file with the reason (--skip-invalid), examples/s and bytes/example.
+The manual dir holds 300W_LP/ and/or AFLW2000/ (the layout `prn-jax synth` writes), or the
+downloads 300W-LP.zip and/or AFLW2000-3D.zip, which are read in place (nothing is unpacked; an
+unpacked folder is preferred when both are there); --model is the folder with BFM.mat +
+BFM_UV.mat (default: <manual dir>/model for prn_300w_lp; for aflw2000_3d ground-truth maps are
+made only when --model is given; `prn-jax prepare-model` makes it). Prints the images found per
+folder, every skipped file with the reason (--skip-invalid), examples/s and bytes/example.
+
+  prn-jax build --data-dir data/tfds --manual-dir ~/downloads --model data/model --dataset both
+  prn-jax build --data-dir /tmp/tfds --manual-dir ~/downloads --model data/model --subsets AFW,IBUG
 """
 
 import argparse
@@ -20,8 +25,8 @@ HELP = "prepare the tfds datasets (array_record)"
 def run(args) -> int:
     from prn_jax.cli import UsageError, check_output_dir
 
-    if not args.manual_dir.is_dir():
-        raise UsageError(f"--manual-dir {args.manual_dir}: no such folder")
+    if not args.manual_dir.is_dir() and not (args.manual_dir.suffix == ".zip" and args.manual_dir.is_file()):
+        raise UsageError(f"--manual-dir {args.manual_dir}: no such folder (or .zip archive)")
     if args.model is not None and not args.model.is_dir():
         raise UsageError(f"--model {args.model}: no such folder")
     check_output_dir(args.data_dir, "--data-dir")
@@ -30,6 +35,12 @@ def run(args) -> int:
     if args.dataset not in (*build.DATASETS, "both"):
         raise UsageError(f"--dataset {args.dataset}: choose from {', '.join(build.DATASETS)} or both")
     names = build.DATASETS if args.dataset == "both" else (args.dataset,)
+    if args.subsets is not None:
+        args.subsets = [name.strip() for name in args.subsets.split(",") if name.strip()]
+        unknown = [name for name in args.subsets if name not in formats.W300LP_DATABASES]
+        if unknown or not args.subsets:
+            known = ",".join(formats.W300LP_DATABASES)
+            raise UsageError(f"--subsets {','.join(unknown) or '(empty)'}: choose from {known}")
     try:
         for name in names:
             build.build_dataset(name, args)
@@ -45,7 +56,10 @@ def run(args) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="tfds data dir (output)")
     parser.add_argument(
-        "--manual-dir", type=Path, required=True, help="folder holding 300W_LP/ and/or AFLW2000/"
+        "--manual-dir",
+        type=Path,
+        required=True,
+        help="folder holding 300W_LP/ and/or AFLW2000/ (or 300W-LP.zip and/or AFLW2000-3D.zip)",
     )
     parser.add_argument(
         "--model",
@@ -76,7 +90,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(config size{S}_aug{K}; the training step's augmentation, fixed)",
     )
     parser.add_argument(
-        "--skip-invalid", action="store_true", help="skip bad source files and list them, instead of failing"
+        "--raw-crops",
+        action="store_true",
+        help="prn_300w_lp: store the crops as raw uint8 pixels (config size{S}_raw: nothing to "
+        "decode when reading; 3 S^2 bytes a crop instead of ~20 KB of JPEG at 256)",
+    )
+    parser.add_argument(
+        "--subsets",
+        default=None,
+        help="prn_300w_lp: build from these 300W-LP databases only, comma-separated, e.g. AFW,HELEN "
+        "(with their _Flip folders unless --no-flip; default: all of AFW, HELEN, IBUG, LFPW, and a "
+        "missing one is an error)",
+    )
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="skip bad source files and list them, instead of failing (a missing 300W-LP folder is "
+        "never skipped: see --subsets)",
     )
     parser.add_argument(
         "--workers",

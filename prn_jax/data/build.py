@@ -22,15 +22,17 @@ class SourceMismatchError(ValueError):
 
 def source_fingerprint(manual_dir, model_dir=None) -> dict:
     """{"files", "bytes", "sha1"} of the source: every file under `manual_dir` (and `model_dir`)
-    with its relative path, size and modification time (no contents read: seconds for 300W-LP)."""
+    with its relative path, size and modification time (no contents read: seconds for 300W-LP).
+    A root that is a file (a `--manual-dir` zip) counts as that one file; an archive is one file,
+    so replacing or touching 300W-LP.zip changes the fingerprint."""
     digest, files, total = hashlib.sha1(), 0, 0
     roots = [Path(manual_dir)] + ([Path(model_dir)] if model_dir else [])
     for root in roots:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in paths:
             stat = path.stat()
-            digest.update(
-                f"{root.name}/{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
-            )
+            relative = path.name if path == root else path.relative_to(root)
+            digest.update(f"{root.name}/{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
             files, total = files + 1, total + stat.st_size
     return {"files": files, "bytes": total, "sha1": digest.hexdigest()}
 
@@ -42,6 +44,7 @@ def _directory_bytes(path: Path) -> int:
 def build_dataset(name, args, out=None) -> dict:
     """Builds one dataset; returns {'examples', 'seconds', 'bytes', 'report', 'path'}."""
     out = out or sys.stdout
+    subsets = getattr(args, "subsets", None) if name == "prn_300w_lp" else None
     common = dict(
         data_dir=str(args.data_dir),
         manual_dir=args.manual_dir,
@@ -56,7 +59,11 @@ def build_dataset(name, args, out=None) -> dict:
                     "--augmented-copies: the augmented configs include the *_Flip folders; drop --no-flip"
                 )
             config = f"size{args.map_size}_aug{args.augmented_copies}"
-        builder = Prn300wLp(config=config, workers=args.workers, **common)
+        if getattr(args, "raw_crops", False):
+            if not args.flip or args.augmented_copies:
+                raise ValueError("--raw-crops: the raw configs hold all 8 folders, no augmented copies")
+            config = f"size{args.map_size}_raw"
+        builder = Prn300wLp(config=config, workers=args.workers, subsets=subsets, **common)
     else:
         config = f"maps{args.map_size}" if args.model else "images"
         builder = Aflw20003d(config=config, **common)
@@ -66,6 +73,8 @@ def build_dataset(name, args, out=None) -> dict:
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(marker, Path(args.data_dir) / eval_data.SYNTHETIC_MARKER)
     fingerprint = source_fingerprint(args.manual_dir, args.model)
+    if subsets:  # part of 300W-LP is another source than all of it
+        fingerprint["subsets"] = sorted(subsets)
     dataset_dir = Path(builder.data_dir)
     if (dataset_dir / "dataset_info.json").is_file():
         stored_path = dataset_dir / SOURCE_FILE

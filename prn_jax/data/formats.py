@@ -20,6 +20,8 @@ import numpy as np
 import scipy.io
 from PIL import Image, UnidentifiedImageError
 
+from prn_jax.data import source_tree
+
 W300LP_DATABASES = ("AFW", "HELEN", "IBUG", "LFPW")
 FLIP_SUFFIX = "_Flip"
 NUM_LANDMARKS = 68
@@ -75,11 +77,14 @@ class AflwAnnotation:
 
 
 def read_mat(path) -> dict:
-    """The variables of a MATLAB file (FormatError when missing or unreadable)."""
-    path = Path(path)
+    """The variables of a MATLAB file, on disk or a `source_tree.ZipMember` (FormatError when
+    missing or unreadable)."""
+    path = source_tree.as_source(path)
     if not path.is_file():
         raise FormatError(path, ".mat", "file missing")
     try:
+        if isinstance(path, source_tree.ZipMember):
+            return scipy.io.loadmat(io.BytesIO(path.read_bytes()))
         return scipy.io.loadmat(str(path))
     except Exception as error:  # scipy raises several types for corrupt files
         raise FormatError(path, ".mat", f"unreadable MATLAB file ({error})") from error
@@ -131,11 +136,12 @@ def check_fit_matches_model(fit: Fit, num_shape: int, num_exp: int, path) -> Non
 
 
 def read_rgb_image(path) -> tuple[bytes, np.ndarray]:
-    """The file's bytes and its decoded (H, W, 3) uint8 RGB pixels.
+    """The file's bytes (on disk or a `source_tree.ZipMember`) and its decoded (H, W, 3) uint8 RGB
+    pixels.
 
     FormatError (key 'image') when missing, undecodable (also truncated) or not 3-channel RGB.
     """
-    path = Path(path)
+    path = source_tree.as_source(path)
     if not path.is_file():
         raise FormatError(path, "image", "file missing")
     data = path.read_bytes()
@@ -208,12 +214,13 @@ def load_rgb_image(path, min_side: int = MIN_IMAGE_SIDE) -> np.ndarray:
 
 
 def pair_images_with_mats(folder) -> tuple[list[tuple[Path, Path]], list[FormatError]]:
-    """(image, .mat) pairs of a folder sorted by name, and a FormatError per unpaired file.
+    """(image, .mat) pairs of a folder (or a `source_tree.ZipFolder`) sorted by name, and a
+    FormatError per unpaired file.
 
     An image without its `.mat` names the key '.mat'; a `.mat` without its image the key 'image'.
     Other files are ignored.
     """
-    folder = Path(folder)
+    folder = source_tree.as_source(folder)
     images = {p.stem: p for p in folder.glob("*.jpg")}
     mats = {p.stem: p for p in folder.glob("*.mat")}
     pairs = [(images[s], mats[s]) for s in sorted(images.keys() & mats.keys())]

@@ -24,11 +24,16 @@ nor sent; instead each example carries its fit ('pose' (7,), 'shape' (ks,), 'exp
 float32), 'crop_transform' ((3, 3) float32, image pixels -> crop pixels) and 'image_height' (()
 float32), about 1 KB; the train step renders the maps (`geometry.position_maps_from_fits`).
 
+Raw crops (`builder_config = "size{S}_raw"`): the records hold the crops' pixels, so with
+`maps_on_device` nothing is decoded. Device-resident training (`config.data.source = "device"`,
+`device_data`) loads the records once through `ReadExample` and gathers the batches of the same
+order (`epoch_permutation`) on the devices.
+
 Resumption: the loader is a `grain.DatasetIterator`; `get_state()` / `set_state()` give and take
 a JSON-able position, and `checkpoint_args_save` / `checkpoint_args_restore` wrap it for an Orbax
 `Composite`, so a restored run continues with exactly the next batch.
 
-    prn-jax bench input --data DIR [--config tiny] [--steps 50] [--config.F=V]
+    prn-jax bench input --data DIR [--config tiny] [--modes stored,fits,raw] [--config.F=V]
 """
 
 from __future__ import annotations

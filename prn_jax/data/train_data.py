@@ -1,6 +1,8 @@
-"""The training data switch: procedural batches ("generated") or the prn_300w_lp tfds dataset
-("tfds", through `input_pipeline`), and the UV geometry the step needs (region labels for the
-weight map; the model and raster when maps are rendered on the device).
+"""The training data switch: procedural batches ("generated"), the prn_300w_lp tfds dataset
+streamed from the host ("tfds", through `input_pipeline`) or loaded once into device memory
+("device", `device_data`: the step gathers its batch there, from the same order), and the UV
+geometry the step needs (region labels for the weight map; the model and raster when maps are
+rendered on the device).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import jax
 import numpy as np
 
 from prn_jax import configuration, representation
-from prn_jax.data import generated, input_pipeline
+from prn_jax.data import device_data, generated, input_pipeline
 from prn_jax.geometry import ground_truth, model_assets
+
+SOURCES = ("generated", "tfds", "device")
+FILE_SOURCES = ("tfds", "device")  # read the prn_300w_lp tfds dataset
 
 
 def build_command(config) -> str:
@@ -28,7 +33,7 @@ def build_command(config) -> str:
 def check_locations(config) -> None:
     """Refuse, in one line naming the field and the command that makes it, a tfds config whose
     dataset or model files are missing, before anything is built or compiled."""
-    if config.data.source != "tfds":
+    if config.data.source not in FILE_SOURCES:
         return
     data_dir, model_dir = Path(config.data.dir or "."), Path(config.data.model_dir or ".")
     builder_config = config.data.builder_config or f"size{config.image_size}"
@@ -62,28 +67,44 @@ def describe(config) -> str:
         return (
             f"procedural arrays (config.data.source = 'generated'), {config.data.num_train_examples} examples"
         )
+    where = "loaded into device memory" if config.data.source == "device" else "streamed"
     return (
         f"{config.data.builder}/{config.data.builder_config or f'size{config.image_size}'} "
-        f"{config.data.split} split in {config.data.dir}, {config.data.num_train_examples} examples; "
-        f"face model {config.data.model_dir}"
+        f"{config.data.split} split in {config.data.dir}, {config.data.num_train_examples} examples, "
+        f"{where}; face model {config.data.model_dir}"
     )
 
 
 def prepare_data_config(config) -> None:
-    """Check the data locations and fill in what the data determines (tfds: the dataset's size
-    sets steps per epoch)."""
-    check_locations(config)
-    if config.data.source == "tfds":
-        config.data.num_train_examples = input_pipeline.num_examples(config.data.dir, config)
-    elif config.data.source != "generated":
+    """Check the data source, its fields and locations, and fill in what the data determines
+    (tfds, device: the dataset's size sets steps per epoch)."""
+    if config.data.source not in SOURCES:
         raise configuration.ConfigError(
-            f"config.data.source = {config.data.source!r}: must be 'generated' or 'tfds'"
+            f"config.data.source = {config.data.source!r}: must be one of {', '.join(map(repr, SOURCES))}"
         )
+    if config.data.source == "device":
+        fraction = config.data.get("device_memory_fraction", 0.5)
+        if not (isinstance(fraction, float) and 0 < fraction <= 1):
+            raise configuration.ConfigError(
+                f"config.data.device_memory_fraction = {fraction!r}: must be a float in (0, 1]"
+            )
+        memory = config.data.get("device_memory_bytes", 0)
+        if not (isinstance(memory, int) and memory >= 0):
+            raise configuration.ConfigError(
+                f"config.data.device_memory_bytes = {memory!r}: must be an int >= 0 (0: ask the device)"
+            )
+    check_locations(config)
+    if config.data.source in FILE_SOURCES:
+        config.data.num_train_examples = input_pipeline.num_examples(config.data.dir, config)
 
 
 def make_data_iterator(config, num_local_devices: int):
-    """The checkpointable grain iterator of a tfds run (None for generated data, whose batches
-    are a pure function of the step)."""
+    """The checkpointable iterator of a tfds run (grain) or a device run (`device_data.DeviceOrder`:
+    record indices); None for generated data, whose batches are a pure function of the step."""
+    if config.data.source == "device":
+        return device_data.DeviceOrder(
+            config.data.num_train_examples, config.batch_size, num_local_devices, config.seed
+        )
     if config.data.source != "tfds":
         return None
     return input_pipeline.make_train_loader(
@@ -94,6 +115,17 @@ def make_data_iterator(config, num_local_devices: int):
         num_local_devices=num_local_devices,
         seed=config.seed,
     )
+
+
+def make_resident(config, mesh, log=print) -> dict | None:
+    """The device-resident training set of a device run (`device_data.load_resident`: prints the
+    memory plan, refuses when it does not fit), else None."""
+    if config.data.source != "device":
+        return None
+    try:
+        return device_data.load_resident(config, mesh, log)
+    except device_data.DeviceMemoryError as e:
+        raise configuration.ConfigError(str(e)) from None
 
 
 def make_batches(config, start_step: int, num_local_devices: int) -> Iterator[dict]:
@@ -128,7 +160,7 @@ def training_geometry(
         if on_device:
             raise configuration.ConfigError(
                 "config.data.maps_on_device = True needs "
-                "config.data.source = 'tfds' (generated data has no fits)"
+                "config.data.source = 'tfds' or 'device' (generated data has no fits)"
             )
         return generated.region_labels(size), None, representation.make_context(size)
     if not config.data.model_dir:

@@ -163,22 +163,78 @@ def make_fit_to_position_maps_jax(model, raster, image_height, crop_scale=crop.T
 
     @jax.jit
     def fit_to_maps(shape_para, exp_para, pose_para):
-        vertices, transform = fit_to_crop_vertices(
-            arrays.mean,
-            arrays.shape_basis,
-            arrays.exp_basis,
-            kpt_ind,
-            jnp.asarray(shape_para, jnp.float32),
-            jnp.asarray(exp_para, jnp.float32),
-            jnp.asarray(pose_para, jnp.float32),
-            image_height,
-            raster.size,
-            crop_scale,
-        )
+        with jax.default_matmul_precision("highest"):  # full float32 on GPU / TPU too (HIGHEST)
+            vertices, transform = fit_to_crop_vertices(
+                arrays.mean,
+                arrays.shape_basis,
+                arrays.exp_basis,
+                kpt_ind,
+                jnp.asarray(shape_para, jnp.float32),
+                jnp.asarray(exp_para, jnp.float32),
+                jnp.asarray(pose_para, jnp.float32),
+                image_height,
+                raster.size,
+                crop_scale,
+            )
         maps = uv_raster.render_position_maps_jax(vertices, arrays.vertex_ids, arrays.weights, raster.size)
         return maps, transform
 
     return fit_to_maps
+
+
+# Every product of the on-device chain runs at full float32 precision: XLA's default float32 dot
+# on NVIDIA GPUs rounds its inputs to TF32 (10-bit mantissa) and on TPUs to bfloat16 (7 bits),
+# which moves the maps by ~0.1 px and ~1 px (image coordinates up to ~450 px times a 2x2
+# similarity; tests/test_precision.py emulates it). The two GEMMs say so; the 3x3 affines are
+# written element-wise (XLA never turns those into dots). CPUs ignore the setting.
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def rotation_3ddfa(angles):
+    """3DDFA R = Rx(pitch) Ry(yaw) Rz(roll) in closed form, element-wise (no dot): same
+    matrix as `pose.rotation_matrix`. angles: (..., 3) radians -> (..., 3, 3)."""
+    cos, sin = jnp.cos(angles), jnp.sin(angles)
+    cx, cy, cz = cos[..., 0], cos[..., 1], cos[..., 2]
+    sx, sy, sz = sin[..., 0], sin[..., 1], sin[..., 2]
+    rows = [
+        [cy * cz, cy * sz, -sy],
+        [sx * sy * cz - cx * sz, sx * sy * sz + cx * cz, sx * cy],
+        [cx * sy * cz + sx * sz, cx * sy * sz - sx * cz, cx * cy],
+    ]
+    return jnp.stack([jnp.stack(row, axis=-1) for row in rows], axis=-2)
+
+
+def fit_crop_affine(pose_para, crop_transform, image_height):
+    """pose, y flip and crop composed, element-wise: crop pixels = V @ linear^T + offset.
+
+    Args:
+      pose_para: (B, 7) `Pose_Para`. crop_transform: (B, 3, 3) image -> crop pixels.
+      image_height: (B,) pixels.
+    Returns:
+      linear (B, 3, 3), offset (B, 3) float32: model units -> crop pixels, z not yet shifted
+      (z' = k z_image with k the crop's scale sqrt|det A|).
+    """
+    angles, translation, scale = pose.split_pose(pose_para)
+    a = crop_transform[:, :2, :2]
+    k = jnp.sqrt(jnp.abs(a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]))
+    zeros = jnp.zeros_like(k)
+    # crop3 = [[A, 0], [0, k]] times the flip diag(1, -1, 1) on its columns, times s.
+    flip = jnp.asarray([1.0, -1.0, 1.0], jnp.float32)
+    crop3 = jnp.stack(
+        [
+            jnp.stack([a[:, 0, 0], a[:, 0, 1], zeros], -1),
+            jnp.stack([a[:, 1, 0], a[:, 1, 1], zeros], -1),
+            jnp.stack([zeros, zeros, k], -1),
+        ],
+        axis=-2,
+    )
+    left = scale[:, None, None] * crop3 * flip
+    rotation = rotation_3ddfa(angles)
+    linear = (left[:, :, :, None] * rotation[:, None, :, :]).sum(-2)  # left @ R, element-wise
+    image_offset = translation * flip + jnp.stack([zeros, image_height - 1.0, zeros], -1)
+    offset = (crop3 * image_offset[:, None, :]).sum(-1)  # crop3 @ image_offset
+    offset = offset + jnp.stack([crop_transform[:, 0, 2], crop_transform[:, 1, 2], zeros], -1)
+    return linear, offset
 
 
 def position_maps_from_fits(
@@ -189,7 +245,8 @@ def position_maps_from_fits(
     The same chain as the prn_300w_lp builder (synthesis, 3DDFA pose, y flip, the stored crop
     similarity with z times its scale, z -= min z over all vertices, UV raster), but the crop
     comes from the record instead of being recomputed, so a new map size or UV layout needs
-    only new `arrays`.
+    only new `arrays`. Full float32 precision on every platform (`HIGHEST`): the synthesis GEMMs
+    at Precision.HIGHEST, pose, flip and crop as one affine applied element-wise.
 
     Args:
       arrays: `FitRenderArrays` (S = arrays.size).
@@ -199,17 +256,31 @@ def position_maps_from_fits(
       (B, S, S, 3) float32 crop pixels, zero outside the mask.
     """
     batch = pose_para.shape[0]
+    n = arrays.mean.shape[0]
     chex.assert_shape(pose_para, (batch, 7))
     chex.assert_shape(shape_para, (batch, arrays.shape_basis.shape[-1]))
     chex.assert_shape(exp_para, (batch, arrays.exp_basis.shape[-1]))
     chex.assert_shape(crop_transform, (batch, 3, 3))
     chex.assert_shape(image_height, (batch,))
-    vertices = pose.synthesize_vertices(
-        arrays.mean, arrays.shape_basis, arrays.exp_basis, jnp.asarray(shape_para), jnp.asarray(exp_para)
+    dtype = arrays.shape_basis.dtype
+    flat = jnp.dot(
+        jnp.asarray(shape_para, dtype), arrays.shape_basis.reshape(3 * n, -1).T, precision=HIGHEST
+    ) + jnp.dot(jnp.asarray(exp_para, dtype), arrays.exp_basis.reshape(3 * n, -1).T, precision=HIGHEST)
+    vertices = flat.reshape(batch, n, 3) + arrays.mean  # (B, n, 3) model units
+    linear, offset = fit_crop_affine(
+        jnp.asarray(pose_para, jnp.float32),
+        jnp.asarray(crop_transform, jnp.float32),
+        jnp.asarray(image_height, jnp.float32),
     )
-    camera = pose.transform_vertices(vertices, jnp.asarray(pose_para, jnp.float32))
-    image = pose.to_image(camera, jnp.asarray(image_height, jnp.float32)[:, None])
-    cropped = crop.crop_vertices(image, jnp.asarray(crop_transform, jnp.float32))
+    linear, offset = linear.astype(dtype), offset.astype(dtype)
+    cropped = (
+        vertices[..., 0:1] * linear[:, None, :, 0]
+        + vertices[..., 1:2] * linear[:, None, :, 1]
+        + vertices[..., 2:3] * linear[:, None, :, 2]
+        + offset[:, None, :]
+    )
+    z = cropped[..., 2:]
+    cropped = jnp.concatenate([cropped[..., :2], z - z.min(axis=-2, keepdims=True)], axis=-1)
     return uv_raster.render_position_maps_jax(cropped, arrays.vertex_ids, arrays.weights, arrays.size)
 
 

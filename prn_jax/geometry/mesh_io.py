@@ -3,6 +3,7 @@
 Position maps are (..., S, S, 3) in crop (or, after `crop.uncrop`, original image) pixels.
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -56,25 +57,39 @@ def sample_image_colors(image, vertices):
     return image[y, x].astype(np.float32)
 
 
-def write_obj(path, vertices, triangles, colors=None):
-    """Writes a Wavefront `.obj`: `v x y z [r g b]` lines then 1-based `f i j k` lines.
+def obj_text(vertices, triangles, colors=None, decimals: int = 6) -> str:
+    """Wavefront `.obj` text: `v x y z [r g b]` lines then 1-based `f i j k` lines.
 
     Args:
       vertices: (m, 3). triangles: (T, 3) 0-based. colors: optional (m, 3), written as given
-        (use [0, 1] floats for most viewers).
+        (use [0, 1] floats for most viewers). decimals: digits after the point of every value.
     """
-    vertices = np.asarray(vertices, np.float64)
-    triangles = np.asarray(triangles, np.int64)
+    rows = np.asarray(vertices, np.float64)
     if colors is not None:
         colors = np.asarray(colors, np.float64)
-        if colors.shape != vertices.shape:
-            raise ValueError(f"{path}: colors shape {colors.shape} != vertices {vertices.shape}")
-        rows = np.concatenate([vertices, colors], axis=1)
-        vertex_lines = ["v " + " ".join(f"{value:.6f}" for value in row) for row in rows]
-    else:
-        vertex_lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
-    face_lines = [f"f {i} {j} {k}" for i, j, k in triangles + 1]
-    Path(path).write_text("\n".join(vertex_lines + face_lines) + "\n")
+        if colors.shape != rows.shape:
+            raise ValueError(f"colors shape {colors.shape} != vertices {rows.shape}")
+        rows = np.concatenate([rows, colors], axis=1)
+    line = "v" + f" %.{decimals}f" * rows.shape[1] + "\n"
+    vertex_block = line * len(rows) % tuple(rows.ravel().tolist())  # one C-level format
+    triangles = np.ascontiguousarray(triangles, np.int64)
+    return vertex_block + _face_block(triangles.tobytes(), len(triangles))
+
+
+@functools.lru_cache(maxsize=8)
+def _face_block(triangles: bytes, count: int) -> str:
+    """The `f` lines of a triangulation (cached: predictions reuse the same one)."""
+    faces = np.frombuffer(triangles, np.int64).reshape(count, 3) + 1
+    return "f %d %d %d\n" * count % tuple(faces.ravel().tolist())
+
+
+def write_obj(path, vertices, triangles, colors=None):
+    """Writes `obj_text(vertices, triangles, colors)` to `path`."""
+    try:
+        text = obj_text(vertices, triangles, colors)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    Path(path).write_text(text)
 
 
 def write_position_map_obj(path, position_map, assets, image=None, y_up_height: int | None = None):

@@ -33,7 +33,7 @@ def make_periodic_eval(config, log: Callable[[str], None], context=None):
     `config.eval_every_steps` is 0; context: the run's `representation.Context`."""
     if not config.eval_every_steps:
         return None
-    if config.data.source != "tfds":
+    if config.data.source not in train_data.FILE_SOURCES:
         raise configuration.ConfigError(
             f"config.eval_every_steps = {config.eval_every_steps}: periodic validation reads the "
             f"validation split of the tfds dataset; config.data.source = {config.data.source!r} has none "
@@ -97,6 +97,7 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
     periodic_eval = make_periodic_eval(config, log, context)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(workdir, config)
+    resident = train_data.make_resident(config, trainer.mesh, log)  # None unless data.source = device
     data_iterator = train_data.make_data_iterator(config, trainer.num_local_devices)
     latest = ckpt.latest_step()
     if latest is None:
@@ -131,7 +132,7 @@ def train_and_evaluate(config, workdir: str | Path, log: Callable[[str], None] =
         for step in range(start, total, k):
             batch = trainer.place_batch(next(batches))
             with jax.transfer_guard("disallow"):
-                state, metrics = trainer.step(state, batch, weights, geometry, run_inputs)
+                state, metrics = trainer.step(state, batch, weights, geometry, run_inputs, resident)
             done = step + k
             if done % config.log_every_steps == 0 or done == total:
                 last = {k_: float(to_host(v)) for k_, v in metrics.items()}

@@ -14,6 +14,10 @@ or, with `config.data.maps_on_device`, instead of "pos_map" the fits and crops (
 step renders the maps with `geometry.position_maps_from_fits` and the `FitRenderArrays` it is
 given (model + UV raster, replicated like the weight map).
 
+Device-resident data (`config.data.source = "device"`, `data.device_data`): the batch is
+{"index": (D, G) int32}, the global batch's record indices, and the step gathers its examples
+from the `resident` training set it is given (sharded over the devices) before anything else.
+
 Run inputs (`RunInputs`, replicated): the seed and the representation's context are arguments of
 the compiled step, not constants in it, so runs that differ only in them (seeds of a sweep) share
 one compiled program.
@@ -33,6 +37,7 @@ import optax
 from prn_jax import augment, configuration, representation
 from prn_jax import loss as loss_lib
 from prn_jax import model as model_lib
+from prn_jax.data import device_data
 from prn_jax.geometry import ground_truth
 
 AXIS = "batch"
@@ -139,17 +144,22 @@ def batch_position_maps(batch, geometry) -> jax.Array:
 
 
 def make_train_step(config, model, tx) -> Callable:
-    """Per-device step(state, batch, weights, geometry, run) -> (state, metrics); call it under pmap.
+    """Per-device step(state, batch, weights, geometry, run, resident=None) -> (state, metrics); call
+    it under pmap.
 
     geometry: `ground_truth.FitRenderArrays` for batches of fits (maps_on_device), else None.
-    run: `RunInputs`. The loss is `loss.resolve_loss(config.loss)`, the target
+    run: `RunInputs`. resident: this device's block of the device-resident training set
+    (`device_data.load_resident`), with batches {"index": (G,) int32}; None for host batches.
+    The loss is `loss.resolve_loss(config.loss)`, the target
     `representation.resolve(config.representation).encode` of the position maps.
     """
     aug_params = augment.AugmentParams.from_config(config)
     loss_fn_of_config = loss_lib.resolve_loss(config.loss)
     rep = representation.resolve(config.get("representation", "position"))
 
-    def step(state: TrainState, batch, weights, geometry, run: RunInputs):
+    def step(state: TrainState, batch, weights, geometry, run: RunInputs, resident=None):
+        if resident is not None:
+            batch = device_data.gather_batch(resident, batch["index"], AXIS)
         images = batch["image"]
         if images.dtype == jnp.uint8:
             images = images.astype(jnp.float32) / 255.0

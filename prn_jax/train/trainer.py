@@ -51,6 +51,8 @@ HOST_FIELDS = (
     "data.num_threads",
     "data.worker_count",
     "data.prefetch_batches",
+    "data.device_memory_bytes",
+    "data.device_memory_fraction",
 )
 _PROGRAM_CACHE_SIZE = 16
 
@@ -83,17 +85,20 @@ class _Programs:
         step = make_train_step(config, self.model, self.tx)
         k = config.steps_per_dispatch
 
-        def dispatch(state, batch, weights, geometry, run):
+        def dispatch(state, batch, weights, geometry, run, resident):
             self.trace_count += 1  # runs at trace time only: counts compilations
             if k == 1:
-                return step(state, batch, weights, geometry, run)
-            state, metrics = jax.lax.scan(lambda s, b: step(s, b, weights, geometry, run), state, batch)
+                return step(state, batch, weights, geometry, run, resident)
+            state, metrics = jax.lax.scan(
+                lambda s, b: step(s, b, weights, geometry, run, resident), state, batch
+            )
             return state, jax.tree.map(lambda m: m[-1], metrics)
 
+        # resident (device-resident training data, or None) is sharded over the devices.
         self.p_step = jax.pmap(
             dispatch,
             axis_name=AXIS,
-            in_axes=(None, 0, None, None, None),
+            in_axes=(None, 0, None, None, None, 0),
             out_axes=None,
             devices=devices,
             donate_argnums=(0,),
@@ -122,6 +127,12 @@ class _Programs:
 
 
 _programs: dict[str, _Programs] = {}
+
+
+def clear_program_cache() -> None:
+    """Drops the process's compiled programs (with `jax.clear_caches()`, their executables' memory
+    is freed; the test suite does so after each module)."""
+    _programs.clear()
 
 
 def _programs_for(config, devices) -> _Programs:
@@ -218,12 +229,13 @@ class Trainer:
         sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(AXIS))
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
-    def step(self, state, batch, weights, geometry=None, run=None):
+    def step(self, state, batch, weights, geometry=None, run=None, resident=None):
         """One dispatch (`steps_per_dispatch` updates); `batch` must already be on the devices,
         `weights`, `geometry` (FitRenderArrays or None) and `run` (`step.RunInputs`; default
-        `self.run_inputs`) placed with `place`."""
+        `self.run_inputs`) placed with `place`; `resident`: the device-resident training set
+        (`device_data.load_resident`; then batches hold record indices) or None."""
         run = self.run_inputs if run is None else run
-        state, metrics = self.p_step(state, batch, weights, geometry, run)
+        state, metrics = self.p_step(state, batch, weights, geometry, run, resident)
         if jax.process_count() > 1:
             state = self.globalize(state)
         return state, metrics
