@@ -34,10 +34,18 @@ def get_config() -> ml_collections.ConfigDict:
     # on the main job, 3D 13.15 -> 12.31%, dense 3D 17.25 -> 13.49%, ICP 5.84 -> 4.21%, 2D
     # 7.90 -> 8.77% (BUILD_NOTES, 2026-12-02).
     c.representation = "mean_offset"
-    # Off for this few-minute run: with the paper's augmentation (even milder) the width-8 net
-    # stays at ~11% NME after 2,250 steps, without it 8.8% (BUILD_NOTES, issue 7). Long runs
-    # (configs/paper.py) keep it on.
-    c.augment.enabled = False
+    # Scale jitter only. Training crops are 1.5x the landmark box (face3d), evaluation's 1.6x
+    # (PRNet), so a test face is 0.9375x the size of a training face; trained without
+    # augmentation the net predicted faces ~3% too large (ICP 4.21%, a tie with the mean face).
+    # Scale 0.9-1.0 covers the test size: 2D 8.77 -> 7.67%, ICP 4.21 -> 4.05% (BUILD_NOTES,
+    # issue 22). The paper's full augmentation (rotation, translation, colour, occlusion) leaves
+    # this few-minute width-8 run at ~11% NME (issue 7); configs/paper.py keeps it.
+    c.augment.enabled = True
+    c.augment.rotation_deg = 0.0
+    c.augment.translation_frac = 0.0
+    c.augment.scale_range = (0.9, 1.0)
+    c.augment.color = False
+    c.augment.occlusion = False
     c.data.source = "tfds"
     c.data.builder_config = "size64"
     c.log_every_steps = 25
