@@ -5,7 +5,6 @@ synthesis, the paper config)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -54,16 +53,7 @@ def build(synth_dir: Path, tfds_dir: Path, size: int, workers: int, source: dict
         return
     if tfds_dir.exists():
         shutil.rmtree(tfds_dir)  # built from other synthetic data: rebuild, never mix
-    args = argparse.Namespace(
-        data_dir=tfds_dir,
-        manual_dir=synth_dir,
-        model=synth_dir / "model",
-        skip_invalid=False,
-        map_size=size,
-        flip=True,
-        augmented_copies=0,
-        workers=workers,
-    )
+    args = build_lib.build_arguments(tfds_dir, synth_dir, synth_dir / "model", size, workers)
     for name in ("prn_300w_lp", "aflw2000_3d"):
         build_lib.build_dataset(name, args)
     stamp.write_text(json.dumps(source))
@@ -214,17 +204,7 @@ def _file_stamp(path: Path) -> list:
 def build_real(downloads: Path, model_dir: Path, tfds_dir: Path, size: int, workers: int) -> dict:
     """Both tfds datasets from the downloads (archives read in place); `build_dataset` reuses
     what was built from the same source and refuses another. Returns {name: its result}."""
-    args = argparse.Namespace(
-        data_dir=tfds_dir,
-        manual_dir=downloads,
-        model=model_dir,
-        skip_invalid=False,
-        map_size=size,
-        flip=True,
-        augmented_copies=0,
-        workers=workers,
-        subsets=None,
-    )
+    args = build_lib.build_arguments(tfds_dir, downloads, model_dir, size, workers)
     return {name: build_lib.build_dataset(name, args) for name in ("prn_300w_lp", "aflw2000_3d")}
 
 

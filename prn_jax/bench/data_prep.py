@@ -92,17 +92,7 @@ def measure(work: Path, train: int, test: int, workers: int, size: int) -> dict:
     sources.mkdir()
     for folder, archive in (("300W_LP", "300W-LP"), ("AFLW2000", "AFLW2000-3D")):
         shutil.make_archive(str(sources / archive), "zip", root_dir=synth, base_dir=folder)
-    args = argparse.Namespace(
-        data_dir=work / "tfds",
-        manual_dir=sources,
-        model=synth / "model",
-        skip_invalid=False,
-        map_size=size,
-        flip=True,
-        augmented_copies=0,
-        workers=workers,
-        subsets=None,
-    )
+    args = build_lib.build_arguments(work / "tfds", sources, synth / "model", size, workers)
     for name, archive, full in (
         ("prn_300w_lp", "300W-LP.zip", W300LP_IMAGES),
         ("aflw2000_3d", "AFLW2000-3D.zip", AFLW_IMAGES),

@@ -1,6 +1,7 @@
 """Building the tfds datasets prn_300w_lp and aflw2000_3d (array_record) from raw folders, with
 a printed report (`prn-jax build`)."""
 
+import argparse
 import hashlib
 import json
 import shutil
@@ -39,6 +40,23 @@ def source_fingerprint(manual_dir, model_dir=None) -> dict:
 
 def _directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def build_arguments(data_dir, manual_dir, model, map_size: int, workers: int) -> argparse.Namespace:
+    """`prn-jax build`'s arguments for a plain build of everything under `manual_dir` (with the
+    *_Flip folders, no augmented copies, nothing skipped), as the main jobs and benchmarks use."""
+    return argparse.Namespace(
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+        model=model,
+        skip_invalid=False,
+        map_size=map_size,
+        flip=True,
+        augmented_copies=0,
+        raw_crops=False,
+        workers=workers,
+        subsets=None,
+    )
 
 
 def build_dataset(name, args, out=None) -> dict:
