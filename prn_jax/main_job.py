@@ -64,6 +64,21 @@ def builder_versions() -> list[str]:
     return [str(Prn300wLp.VERSION), str(Aflw20003d.VERSION)]
 
 
+def _train_then_test(config, run_dir: Path, test_data, model_dir, test_name: str) -> dict:
+    """Stages 3 and 4 of both main jobs: train (resuming), then evaluate the test set once with
+    the validation-chosen checkpoint and the last one beside it. This job's own evaluation folder
+    is replaced on a rerun (recomputed from the same checkpoints). Returns `run_eval`'s result."""
+    t0 = _stage(f"3/4 training -> {run_dir}")
+    loop.train_and_evaluate(config, run_dir)
+    _done(t0)
+
+    t0 = _stage(f"4/4 evaluation on {test_name} (test set, once)")
+    checkpoints = ["best", "last"] if (run_dir / "best").is_dir() else ["last"]
+    result = eval_run.run_eval(run_dir, checkpoints, data=test_data, model_dir=model_dir, overwrite=True)
+    _done(t0)
+    return result
+
+
 def run_main_job(
     out,
     config_name: str = "cpu_default",
@@ -108,19 +123,10 @@ def run_main_job(
     )
     _done(t0)
 
-    t0 = _stage(f"3/4 training -> {run_dir}")
-    loop.train_and_evaluate(config, run_dir)
-    _done(t0)
-
-    t0 = _stage("4/4 evaluation on the synthetic AFLW2000-3D (test set, once)")
-    # The checkpoint chosen on the validation split, with the last one beside it; this job's own
-    # evaluation folder is replaced on a rerun (it is recomputed from the same checkpoints).
-    checkpoints = ["best", "last"] if (run_dir / "best").is_dir() else ["last"]
-    result = eval_run.run_eval(
-        run_dir, checkpoints, data=synth_dir / "AFLW2000", model_dir=synth_dir / "model", overwrite=True
+    result = _train_then_test(
+        config, run_dir, synth_dir / "AFLW2000", synth_dir / "model", "the synthetic AFLW2000-3D"
     )
     outputs = result["paths"]
-    _done(t0)
 
     print(f"\n=== done in {time.perf_counter() - start:.0f} s ===")
     summary = learning_summary(result["rows"])
@@ -230,16 +236,7 @@ def run_real_job(out, downloads, config_name: str = "paper", overrides=(), worke
     built = build_real(downloads, model_dir, tfds_dir, config.image_size, workers)
     _done(t0)
 
-    t0 = _stage(f"3/4 training -> {run_dir}")
-    loop.train_and_evaluate(config, run_dir)
-    _done(t0)
-
-    t0 = _stage("4/4 evaluation on AFLW2000-3D (test set, once)")
-    checkpoints = ["best", "last"] if (run_dir / "best").is_dir() else ["last"]
-    result = eval_run.run_eval(
-        run_dir, checkpoints, data=built["aflw2000_3d"]["path"], model_dir=model_dir, overwrite=True
-    )
-    _done(t0)
+    result = _train_then_test(config, run_dir, built["aflw2000_3d"]["path"], model_dir, "AFLW2000-3D")
     print(f"\n=== done in {time.perf_counter() - start:.0f} s ===")
     print(f"run directory:   {run_dir}")
     print(f"report:          {result['paths']['table']}")

@@ -92,6 +92,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def setup_errors() -> tuple[type[Exception], ...]:
+    """What reading the inputs, the checkpoint or weights and the face model raises on bad input:
+    one line on stderr, exit 2 (`predict`, `texture-swap`). A function: the library loads lazily."""
+    from prn_jax import predict
+    from prn_jax.checkpointing import CheckpointError
+    from prn_jax.model.tf_weights import WeightImportError
+
+    return (predict.InputError, CheckpointError, WeightImportError, FileNotFoundError, KeyError, ValueError)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image or video files, folders, or glob patterns")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -289,9 +299,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
 
     check_output_dir(args.out, "--out")
     from prn_jax import detect, inference, predict, predict_outputs, representation
-    from prn_jax.checkpointing import CheckpointError
     from prn_jax.geometry import model_assets
-    from prn_jax.model.tf_weights import WeightImportError
 
     outputs = args.outputs or predict_outputs.DEFAULT_OUTPUTS
     use_detector = not (args.box or args.landmarks or args.auto_box)
@@ -314,14 +322,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
     except detect.DetectorUnavailable as error:
         _fail(f"{error}; or give --box, --landmarks or --auto-box")
         return 2
-    except (
-        predict.InputError,
-        CheckpointError,
-        WeightImportError,
-        FileNotFoundError,
-        KeyError,
-        ValueError,
-    ) as error:
+    except setup_errors() as error:
         _fail(error_text(error))
         return 2
     if args.auto_box:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from prn_jax.cli.predict import parse_box
+from prn_jax.cli.predict import parse_box, setup_errors
 
 HELP = "put one photo's face texture onto another photo's face"
 CONFIG_FROM_CHECKPOINT = True
@@ -48,9 +48,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
     import numpy as np
 
     from prn_jax import detect, inference, predict, predict_outputs, representation, texture
-    from prn_jax.checkpointing import CheckpointError
     from prn_jax.geometry import model_assets
-    from prn_jax.model.tf_weights import WeightImportError
 
     def fail(message: str) -> int:
         print(f"prn-jax texture-swap: error: {message}", file=sys.stderr)
@@ -74,14 +72,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
             transforms.append(detect.crop_transform(faces[0].box, size, detect.CONVENTIONS[name]))
     except detect.DetectorUnavailable as error:
         return fail(f"{error}; or give --src-box and --dst-box")
-    except (
-        predict.InputError,
-        CheckpointError,
-        WeightImportError,
-        FileNotFoundError,
-        KeyError,
-        ValueError,
-    ) as error:
+    except setup_errors() as error:
         return fail(error_text(error))
     mean_face = predict.canonical_face_points(frontal, assets)
     predict_fn = inference.make_predict_fn(
